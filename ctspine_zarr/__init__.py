@@ -1,0 +1,24 @@
+"""CTSpine1K as a cloud-ready, analysis-ready Zarr store.
+
+``import ctspine_zarr`` registers the ``ds.ctspine`` xarray accessor.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from . import accessor as _accessor  # noqa: E402,F401  (registers ds.ctspine)
+from .errors import CaseNotFoundError, CTSpineError, InvalidCaseError, StoreError  # noqa: E402
+from .ingest import IngestReport, ingest  # noqa: E402
+from .store import open  # noqa: E402,A004
+
+__all__ = [
+    "CTSpineError",
+    "CaseNotFoundError",
+    "IngestReport",
+    "InvalidCaseError",
+    "StoreError",
+    "__version__",
+    "ingest",
+    "open",
+]

@@ -1,0 +1,75 @@
+"""The thin ``ds.ctspine`` accessor on the catalogue; it keeps no state of its own."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from .errors import CaseNotFoundError, StoreError
+from .schema import CASE_DIM, IMAGE, LABEL
+from .volume import open_volume
+
+__all__ = ["CTSpineAccessor"]
+
+
+@xr.register_dataset_accessor("ctspine")
+class CTSpineAccessor:
+    """Reach the cases of a catalogue opened by ``xr.open_zarr`` or ``ctspine_zarr.open``."""
+
+    def __init__(self, ds: xr.Dataset) -> None:
+        self._ds = ds
+
+    def _location(self) -> tuple[str, dict[str, Any]]:
+        source = self._ds.encoding.get("source")
+        if source is None:
+            raise StoreError(
+                "this Dataset does not say which store it came from; open the catalogue "
+                "with ctspine_zarr.open(path) or xr.open_zarr(path)"
+            )
+        return str(source), dict(self._ds.encoding.get("storage_options") or {})
+
+    def _check(self, case: str) -> str:
+        ids = self._ds[CASE_DIM].values
+        if case not in set(str(v) for v in ids):
+            raise CaseNotFoundError(case, [str(v) for v in ids])
+        return case
+
+    def case_ids(self, split: str | None = None, source: str | None = None) -> list[str]:
+        """Return the case ids, optionally of one split and/or one source.
+
+        Parameters
+        ----------
+        split
+            ``"train"``, ``"validation"``, ``"test"`` or ``"unassigned"``.
+        source
+            Source collection, e.g. ``"COLONOG"``.
+        """
+        keep = np.ones(self._ds.sizes[CASE_DIM], dtype=bool)
+        if split is not None:
+            keep &= np.asarray(self._ds["split"].values).astype(object) == split
+        if source is not None:
+            keep &= np.asarray(self._ds["source"].values).astype(object) == source
+        return [str(c) for c in np.asarray(self._ds[CASE_DIM].values)[keep]]
+
+    def volume(self, case: str) -> xr.Dataset:
+        """Return one case lazily: ``image`` and ``label`` on ``(z, y, x)``, coordinates in mm."""
+        location, options = self._location()
+        return open_volume(location, self._check(case), storage_options=options)
+
+    def image(self, case: str) -> xr.DataArray:
+        """Return the lazy image (HU) of one case."""
+        return self.volume(case)[IMAGE]
+
+    def labels(self, case: str) -> xr.DataArray:
+        """Return the lazy label map of one case."""
+        return self.volume(case)[LABEL]
+
+    def slice(self, case: str, z: int) -> xr.Dataset:
+        """Return axial slice ``z`` (an index) of one case: a 2D Dataset of image and label."""
+        volume = self.volume(case)
+        n_z = volume.sizes["z"]
+        if not -n_z <= z < n_z:
+            raise IndexError(f"slice index must lie in [0, {n_z}) for case {case!r}, but is {z}")
+        return volume[[IMAGE, LABEL]].isel(z=z)

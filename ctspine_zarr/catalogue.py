@@ -1,0 +1,146 @@
+"""The root catalogue: one row per complete case, built from the case groups' attrs."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from . import __version__
+from .schema import (
+    AXIS_DIM,
+    CASE_DIM,
+    CASES_GROUP,
+    COMPLETE_KEY,
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    SPLITS,
+    VERTEBRA_DIM,
+    VERTEBRA_LABELS,
+    VERTEBRA_NAMES,
+    VOLUME_DIMS,
+)
+
+__all__ = ["build_catalogue", "complete_cases", "consolidate", "root_attrs", "write_catalogue"]
+
+
+def root_attrs() -> dict[str, Any]:
+    """Return the attrs every ctspine store root carries."""
+    return {
+        FORMAT_KEY: FORMAT_VERSION,
+        "title": "CTSpine1K as a slice-chunked Zarr store",
+        "created_by": f"ctspine_zarr {__version__}",
+        "vertebra_names": {str(k): v for k, v in VERTEBRA_NAMES.items()},
+        "splits": list(SPLITS),
+        "orientation": "closest canonical RAS+, arrays indexed [z, y, x]",
+    }
+
+
+def complete_cases(root: zarr.Group) -> dict[str, dict[str, Any]]:
+    """Return ``{case_id: attrs}`` of every case group marked complete, by a walk of the store."""
+    if CASES_GROUP not in root:
+        return {}
+    cases = root[CASES_GROUP]
+    assert isinstance(cases, zarr.Group)
+    found: dict[str, dict[str, Any]] = {}
+    for name, group in cases.groups():
+        attrs = dict(group.attrs)
+        if attrs.get(COMPLETE_KEY) is True:
+            found[name] = attrs
+    return found
+
+
+def build_catalogue(
+    rows: Mapping[str, Mapping[str, Any]], *, splits: Mapping[str, str] | None = None
+) -> xr.Dataset:
+    """Build the catalogue Dataset from case attrs.
+
+    Parameters
+    ----------
+    rows
+        ``{case_id: case group attrs}``.
+    splits
+        Split per case id overriding the stored one (the current split file).
+
+    Returns
+    -------
+    xarray.Dataset
+        On dims ``case``, ``vertebra`` and ``axis``.
+    """
+    ids = sorted(rows)
+    splits = splits or {}
+    n = len(ids)
+    n_vert = len(VERTEBRA_LABELS)
+
+    def column(key: str, dtype: Any) -> np.ndarray:
+        return np.array([rows[c][key] for c in ids], dtype=dtype).reshape(n)
+
+    spacing = np.array([rows[c]["spacing_zyx"] for c in ids], dtype=np.float64).reshape(n, 3)
+    shape = np.array([rows[c]["shape_zyx"] for c in ids], dtype=np.int32).reshape(n, 3)
+    counts = np.array([rows[c]["voxel_count"] for c in ids], dtype=np.int64).reshape(n, n_vert)
+    start = np.array([rows[c]["bbox_start"] for c in ids], dtype=np.int32).reshape(n, n_vert, 3)
+    stop = np.array([rows[c]["bbox_stop"] for c in ids], dtype=np.int32).reshape(n, n_vert, 3)
+    split = np.array([splits.get(c, rows[c]["split"]) for c in ids], dtype=object)
+    present = counts > 0
+    data_vars = {
+        "split": ((CASE_DIM,), split, {"long_name": "split (Hugging Face names)"}),
+        "source": ((CASE_DIM,), column("source", object), {"long_name": "source collection"}),
+        "n_slices": ((CASE_DIM,), shape[:, 0], {"long_name": "axial slices"}),
+        "n_y": ((CASE_DIM,), shape[:, 1], {"long_name": "rows per slice (y)"}),
+        "n_x": ((CASE_DIM,), shape[:, 2], {"long_name": "columns per slice (x)"}),
+        "spacing_z": ((CASE_DIM,), spacing[:, 0], {"units": "mm"}),
+        "spacing_y": ((CASE_DIM,), spacing[:, 1], {"units": "mm"}),
+        "spacing_x": ((CASE_DIM,), spacing[:, 2], {"units": "mm"}),
+        "image_dtype": ((CASE_DIM,), column("image_dtype", object), {}),
+        "has_nonfinite": ((CASE_DIM,), column("has_nonfinite", bool), {}),
+        "n_vertebrae": ((CASE_DIM,), present.sum(axis=1).astype(np.int16), {}),
+        "has_vertebra": ((CASE_DIM, VERTEBRA_DIM), present, {}),
+        "voxel_count": ((CASE_DIM, VERTEBRA_DIM), counts, {"long_name": "voxels per label"}),
+        "bbox_start": (
+            (CASE_DIM, VERTEBRA_DIM, AXIS_DIM),
+            start,
+            {"long_name": "first voxel index of the label's box, -1 if absent"},
+        ),
+        "bbox_stop": (
+            (CASE_DIM, VERTEBRA_DIM, AXIS_DIM),
+            stop,
+            {"long_name": "one past the last voxel index of the label's box, -1 if absent"},
+        ),
+    }
+    coords = {
+        CASE_DIM: np.array(ids, dtype=object),
+        VERTEBRA_DIM: (
+            (VERTEBRA_DIM,),
+            np.array(VERTEBRA_LABELS, dtype=np.uint8),
+            {"long_name": "VerSe label value"},
+        ),
+        AXIS_DIM: np.array(VOLUME_DIMS, dtype=object),
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=root_attrs())
+
+
+def write_catalogue(root: zarr.Group, catalogue: xr.Dataset) -> None:
+    """Replace the root arrays of a writable store by ``catalogue``; does not consolidate."""
+    for name in list(root.array_keys()):
+        del root[name]
+    if catalogue.sizes.get(CASE_DIM, 0) == 0:
+        root.attrs.put(dict(catalogue.attrs))
+        return
+    catalogue.to_zarr(root.store, mode="a", consolidated=False, zarr_format=3)
+
+
+def consolidate(store: Any) -> None:
+    """Consolidate the metadata of the whole hierarchy at the root (one read opens it all)."""
+    with warnings.catch_warnings():
+        # consolidated metadata is not yet in the v3 spec; zarr-python and xarray read it.
+        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(store)
+
+
+def vertebra_names(labels: Sequence[int]) -> list[str]:
+    """Return the VerSe names of label values (``22`` -> ``"L3"``)."""
+    return [VERTEBRA_NAMES.get(int(v), str(v)) for v in labels]

@@ -1,0 +1,145 @@
+"""``ctspine-zarr``: thin commands over the library functions. Nothing imports this module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import CTSpineError
+
+
+def _storage_options(text: str | None) -> dict[str, Any] | None:
+    if not text:
+        return None
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--storage-options must be a JSON object, but: {err}") from err
+    if not isinstance(options, dict):
+        raise SystemExit(f"--storage-options must be a JSON object, but is {text!r}")
+    return options
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingest import ingest
+
+    report = ingest(
+        args.raw,
+        args.store,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        overwrite=args.overwrite,
+        storage_options=_storage_options(args.storage_options),
+        codec=args.codec,
+        progress=not args.quiet,
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .info import describe
+    from .store import open as open_store
+
+    ds = open_store(args.store, storage_options=_storage_options(args.storage_options))
+    print(describe(ds, location=args.store))
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .synthetic import make_raw_tree
+
+    cases = make_raw_tree(
+        args.dir,
+        n_cases=args.cases,
+        shape=(args.shape[0], args.shape[1]),
+        n_slices=(args.slices[0], args.slices[1]),
+        seed=args.seed,
+    )
+    print(f"wrote {len(cases)} cases under {args.dir}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .info import describe
+    from .ingest import ingest
+    from .store import open as open_store
+    from .synthetic import make_raw_tree
+
+    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ctspine-demo-"))
+    raw, store = base / "raw", base / "ctspine1k.zarr"
+    print(f"1/3 synthesising {args.cases} CTSpine1K-like cases under {raw}")
+    make_raw_tree(raw, n_cases=args.cases, shape=(args.size, args.size), seed=args.seed)
+    print(f"2/3 ingesting into {store}")
+    report = ingest(raw, store, workers=args.workers, progress=not args.quiet)
+    print(report.summary())
+    print("3/3 the catalogue")
+    print(describe(open_store(store), location=str(store)))
+    print(f"\nopen it with:  xr.open_zarr({str(store)!r}).ctspine")
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``ctspine-zarr``."""
+    parser = argparse.ArgumentParser(
+        prog="ctspine-zarr", description="CTSpine1K as a cloud-ready, slice-chunked Zarr store."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="rewrite a raw CTSpine1K tree into a Zarr store")
+    p.add_argument("raw", help="folder (or URL) holding rawdata/ and metadata/")
+    p.add_argument("store", help="path or fsspec URL of the store")
+    p.add_argument("--workers", type=int, default=None, help="parallel cases (default: CPUs)")
+    p.add_argument(
+        "--scheduler",
+        default="processes",
+        choices=("processes", "threads", "sync"),
+        help="dask scheduler for the per-case work",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace what STORE holds")
+    p.add_argument("--codec", default="default", help="image codec (see docs/format.md)")
+    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_ingest)
+
+    p = sub.add_parser("info", help="print the catalogue summary of a store")
+    p.add_argument("store")
+    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("synth", help="write a CTSpine1K-like raw tree")
+    p.add_argument("dir")
+    p.add_argument("--cases", type=int, default=6)
+    p.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("Y", "X"))
+    p.add_argument("--slices", type=int, nargs=2, default=(40, 120), metavar=("MIN", "MAX"))
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("demo", help="synthesise a raw tree, ingest it and print the catalogue")
+    p.add_argument("dir", nargs="?", help="working folder (default: a new temporary one)")
+    p.add_argument("--cases", type=int, default=6)
+    p.add_argument("--size", type=int, default=256, help="in-plane size of the cases")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ctspine-zarr`` with ``argv`` (default: the command line); return the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CTSpineError, FileNotFoundError) as err:
+        print(f"ctspine-zarr {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

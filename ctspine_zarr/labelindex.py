@@ -1,0 +1,82 @@
+"""What the label map holds, computed once at ingest: per-slice vertebrae, boxes, counts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .schema import VERTEBRA_LABELS
+
+__all__ = ["LabelIndex", "index_labels"]
+
+
+@dataclass
+class LabelIndex:
+    """Per-slice presence, voxel counts and boxes of each vertebra label of one case.
+
+    Attributes
+    ----------
+    slice_vertebrae
+        ``bool [z, vertebra]``: whether slice ``z`` holds label ``VERTEBRA_LABELS[vertebra]``.
+    voxel_count
+        ``int64 [vertebra]``: voxels of each label.
+    bbox_start, bbox_stop
+        ``int32 [vertebra, axis]`` with axis ``(z, y, x)``: the half-open box
+        ``[start, stop)`` of each label; ``-1`` for a label the case does not hold.
+    other_values
+        Label values outside the VerSe numbering (1-28), with their voxel counts.
+    """
+
+    slice_vertebrae: np.ndarray
+    voxel_count: np.ndarray
+    bbox_start: np.ndarray
+    bbox_stop: np.ndarray
+    other_values: dict[int, int]
+
+    @property
+    def present(self) -> list[int]:
+        """The VerSe labels the case holds, in ascending order."""
+        return [lab for lab, n in zip(VERTEBRA_LABELS, self.voxel_count, strict=True) if n > 0]
+
+
+def index_labels(label: np.ndarray) -> LabelIndex:
+    """Index a ``uint8 [z, y, x]`` label map.
+
+    Parameters
+    ----------
+    label
+        The canonical label map.
+
+    Returns
+    -------
+    LabelIndex
+    """
+    n_z = label.shape[0]
+    per_slice = np.zeros((n_z, 256), dtype=np.int64)
+    for z in range(n_z):
+        per_slice[z] = np.bincount(label[z].ravel(), minlength=256)
+    columns = np.asarray(VERTEBRA_LABELS)
+    present = per_slice[:, columns] > 0
+    counts = per_slice.sum(axis=0)
+    start = np.full((len(columns), 3), -1, dtype=np.int32)
+    stop = np.full((len(columns), 3), -1, dtype=np.int32)
+    for i, value in enumerate(columns):
+        zs = np.flatnonzero(present[:, i])
+        if zs.size == 0:
+            continue
+        z0, z1 = int(zs[0]), int(zs[-1]) + 1
+        mask = label[z0:z1] == value
+        ys = np.flatnonzero(mask.any(axis=(0, 2)))
+        xs = np.flatnonzero(mask.any(axis=(0, 1)))
+        start[i] = (z0, ys[0], xs[0])
+        stop[i] = (z1, ys[-1] + 1, xs[-1] + 1)
+    known = set(VERTEBRA_LABELS) | {0}
+    other = {int(v): int(counts[v]) for v in np.flatnonzero(counts) if int(v) not in known}
+    return LabelIndex(
+        slice_vertebrae=present,
+        voxel_count=counts[columns].astype(np.int64),
+        bbox_start=start,
+        bbox_stop=stop,
+        other_values=other,
+    )

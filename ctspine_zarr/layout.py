@@ -1,0 +1,186 @@
+"""Find image/label pairs and their splits in a CTSpine1K raw tree (local or fsspec URL).
+
+The Hugging Face copy lays the files out as::
+
+    RAW/rawdata/volumes/<source>/<case>.nii.gz
+    RAW/rawdata/labels/<source>/<case>_seg.nii.gz
+    RAW/metadata/data_split.txt
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import fsspec
+
+from .schema import SPLIT_SECTIONS, UNASSIGNED
+
+__all__ = ["RawCase", "RawTree", "case_id_from_name", "find_cases", "parse_split_file"]
+
+VOLUMES_DIR = "rawdata/volumes"
+LABELS_DIR = "rawdata/labels"
+SPLIT_FILE = "metadata/data_split.txt"
+LABEL_SUFFIX = "_seg"
+_EXTENSIONS = (".nii.gz", ".nii")
+
+
+@dataclass(frozen=True)
+class RawCase:
+    """One case of a raw tree: its id, source folder, files and split."""
+
+    case_id: str
+    source: str
+    image: str | None
+    label: str | None
+    split: str = UNASSIGNED
+
+
+@dataclass
+class RawTree:
+    """What :func:`find_cases` found: pairs, problems and split entries without files."""
+
+    root: str
+    cases: list[RawCase]
+    problems: list[tuple[RawCase, str]] = field(default_factory=list)
+    split_without_files: list[str] = field(default_factory=list)
+    has_split_file: bool = False
+
+
+def case_id_from_name(name: str) -> str | None:
+    """Return the case id of a file name (``<case>.nii.gz`` or ``<case>.nii``), else None.
+
+    Dots inside the id are kept: ``1.3.6.1.4.1.9328.50.4.0001.nii.gz`` gives
+    ``1.3.6.1.4.1.9328.50.4.0001``.
+    """
+    for ext in _EXTENSIONS:
+        if name.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return None
+
+
+def parse_split_file(text: str) -> dict[str, str]:
+    """Parse ``data_split.txt`` (LF or CRLF) into ``{case_id: split}``.
+
+    Sections ``trainset:``, ``test_public:`` and ``test_private:`` become ``train``,
+    ``validation`` and ``test``. A name listed in two sections keeps the first.
+
+    Raises
+    ------
+    ValueError
+        When a file name stands before the first section header, or a header is unknown.
+    """
+    splits: dict[str, str] = {}
+    section: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.strip()
+        if not entry:
+            continue
+        if entry.endswith(":"):
+            key = entry[:-1].strip()
+            if key not in SPLIT_SECTIONS:
+                raise ValueError(
+                    f"line {number}: unknown section {entry!r}; "
+                    f"expected one of {', '.join(s + ':' for s in SPLIT_SECTIONS)}"
+                )
+            section = SPLIT_SECTIONS[key]
+            continue
+        if section is None:
+            raise ValueError(f"line {number}: {entry!r} stands before any section header")
+        case_id = case_id_from_name(entry) or entry
+        splits.setdefault(case_id, section)
+    return splits
+
+
+def _ids_under(fs: fsspec.AbstractFileSystem, folder: str, *, strip: str = "") -> dict:
+    found: dict[tuple[str, str], str] = {}
+    if not fs.isdir(folder):
+        return found
+    for path in sorted(fs.find(folder)):
+        rel = posixpath.relpath(path, folder)
+        parts = rel.split("/")
+        if len(parts) != 2:
+            continue
+        source, name = parts
+        case_id = case_id_from_name(name)
+        if case_id is None:
+            continue
+        if strip:
+            if not case_id.endswith(strip):
+                continue
+            case_id = case_id[: -len(strip)]
+        key = (source, case_id)
+        # prefer .nii.gz over .nii when both exist
+        if key not in found or path.endswith(".nii.gz"):
+            found[key] = path
+    return found
+
+
+def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> RawTree:
+    """Find every case of a raw tree.
+
+    Parameters
+    ----------
+    raw
+        Local folder or fsspec URL of the tree's root (the folder holding ``rawdata/``).
+    storage_options
+        fsspec options for a URL.
+
+    Returns
+    -------
+    RawTree
+        Complete pairs in ``cases``; a label without image, an image without label and
+        duplicate case ids across sources in ``problems``; split entries that name no
+        file in ``split_without_files``.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``raw`` holds no ``rawdata/volumes`` folder.
+    """
+    fs, root = fsspec.core.url_to_fs(str(raw), **(storage_options or {}))
+    root = root.rstrip("/")
+    volumes = posixpath.join(root, VOLUMES_DIR)
+    if not fs.isdir(volumes):
+        raise FileNotFoundError(
+            f"{raw}: no {VOLUMES_DIR}/ folder; RAW must be the folder that holds rawdata/ "
+            "(the layout of the Hugging Face copy of CTSpine1K)"
+        )
+    images = _ids_under(fs, volumes)
+    labels = _ids_under(fs, posixpath.join(root, LABELS_DIR), strip=LABEL_SUFFIX)
+
+    split_path = posixpath.join(root, SPLIT_FILE)
+    has_split = fs.isfile(split_path)
+    splits = parse_split_file(fs.cat_file(split_path).decode("utf-8-sig")) if has_split else {}
+
+    tree = RawTree(root=str(raw), cases=[], has_split_file=has_split)
+    per_id = Counter(case_id for _, case_id in images)
+    for key in sorted(set(images) | set(labels), key=lambda k: (k[1], k[0])):
+        source, case_id = key
+        case = RawCase(
+            case_id=case_id,
+            source=source,
+            image=fs.unstrip_protocol(images[key]) if key in images else None,
+            label=fs.unstrip_protocol(labels[key]) if key in labels else None,
+            split=splits.get(case_id, UNASSIGNED),
+        )
+        if case.image is None:
+            tree.problems.append((case, "label file without an image file"))
+        elif case.label is None:
+            tree.problems.append(
+                (
+                    case,
+                    "image file without a label file (expected "
+                    f"{LABELS_DIR}/{source}/{case_id}{LABEL_SUFFIX}.nii.gz)",
+                )
+            )
+        elif per_id[case_id] > 1:
+            others = sorted(s for s, c in images if c == case_id)
+            tree.problems.append((case, f"case id found in several sources: {others}"))
+        else:
+            tree.cases.append(case)
+    present = {case_id for _, case_id in images}
+    tree.split_without_files = sorted(c for c in splits if c not in present)
+    return tree

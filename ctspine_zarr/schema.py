@@ -1,0 +1,90 @@
+"""The store format as data: names, dims, attribute keys, label names, encodings.
+
+Every other module takes its names from here, so the format is defined in one place.
+See ``docs/format.md`` for the prose description.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Version of the on-disk layout, stored in the root attrs under :data:`FORMAT_KEY`.
+FORMAT_VERSION: Final = 1
+FORMAT_KEY: Final = "ctspine_zarr_format"
+
+#: Name of the group holding one sub-group per case.
+CASES_GROUP: Final = "cases"
+
+# Dimensions --------------------------------------------------------------------
+CASE_DIM: Final = "case"
+VOLUME_DIMS: Final = ("z", "y", "x")
+VERTEBRA_DIM: Final = "vertebra"
+AXIS_DIM: Final = "axis"
+
+# Per-case variables --------------------------------------------------------------
+IMAGE: Final = "image"
+LABEL: Final = "label"
+SLICE_VERTEBRAE: Final = "slice_vertebrae"
+IMAGE_HEADER: Final = "image_nifti_header"
+LABEL_HEADER: Final = "label_nifti_header"
+
+# Split names (the Hugging Face loader's names) and the split-file sections they come from.
+SPLIT_SECTIONS: Final = {
+    "trainset": "train",
+    "test_public": "validation",
+    "test_private": "test",
+}
+UNASSIGNED: Final = "unassigned"
+SPLITS: Final = ("train", "validation", "test", UNASSIGNED)
+
+#: VerSe label values and their names (0 is background).
+VERTEBRA_NAMES: Final[dict[int, str]] = {
+    **{i: f"C{i}" for i in range(1, 8)},
+    **{i + 7: f"T{i}" for i in range(1, 13)},
+    **{i + 19: f"L{i}" for i in range(1, 7)},
+    26: "sacrum",
+    27: "coccyx",
+    28: "T13",
+}
+VERTEBRA_LABELS: Final = tuple(VERTEBRA_NAMES)
+MAX_LABEL: Final = max(VERTEBRA_LABELS)
+L6_LABEL: Final = 25
+T13_LABEL: Final = 28
+
+#: The four CTSpine1K sources, as folder names of the Hugging Face copy.
+SOURCES: Final = ("COLONOG", "HNSCC-3DCT-RT", "MSD-T10", "COVID-19")
+
+# Encodings -----------------------------------------------------------------------
+#: Axial slices per shard: a case is a handful of objects, a slice read one range request.
+SLICES_PER_SHARD: Final = 32
+#: Attribute (case group) that says the case is complete; written last.
+COMPLETE_KEY: Final = "complete"
+
+
+def image_compressors(codec: str = "default") -> list:
+    """Return the zarr v3 bytes-to-bytes codecs for ``image`` chunks (checksum last).
+
+    Parameters
+    ----------
+    codec
+        ``"default"``: Blosc-zstd with bit shuffle, readable by any Zarr v3 reader.
+
+    Returns
+    -------
+    list of zarr codecs
+    """
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    if codec == "default":
+        return [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), Crc32cCodec()]
+    raise ValueError(f"codec must be one of {IMAGE_CODEC_CHOICES}, but is {codec!r}")
+
+
+IMAGE_CODEC_CHOICES: Final = ("default",)
+
+
+def label_compressors() -> list:
+    """Return the zarr v3 bytes-to-bytes codecs for ``label`` chunks (checksum last)."""
+    from zarr.codecs import BloscCodec, Crc32cCodec
+
+    return [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), Crc32cCodec()]

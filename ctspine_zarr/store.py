@@ -1,0 +1,157 @@
+"""Open a ctspine store (local path or fsspec URL) and its case groups.
+
+Readers open the root once per process through consolidated metadata; the cache is keyed
+by process id, so a forked worker never reuses its parent's filesystem or event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+import zarr
+import zarr.storage
+from zarr.abc.store import Store
+
+from .errors import CaseNotFoundError, StoreError
+from .schema import CASES_GROUP, FORMAT_KEY, FORMAT_VERSION
+
+__all__ = ["case_group", "is_url", "open", "open_root", "to_store"]
+
+_cache: dict[tuple, zarr.Group] = {}
+_cache_lock = threading.Lock()
+
+
+def is_url(location: str | os.PathLike) -> bool:
+    """Whether ``location`` is an fsspec URL other than a plain local path."""
+    text = str(location)
+    return "://" in text and not text.startswith("file://")
+
+
+def to_store(
+    location: str | os.PathLike | Store,
+    *,
+    storage_options: dict[str, Any] | None = None,
+    read_only: bool = True,
+) -> Store:
+    """Return a zarr store for a local path, an fsspec URL or an existing store."""
+    if isinstance(location, Store):
+        return location
+    text = str(location)
+    if is_url(text):
+        return zarr.storage.FsspecStore.from_url(
+            text, storage_options=storage_options or {}, read_only=read_only
+        )
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    return zarr.storage.LocalStore(Path(text), read_only=read_only)
+
+
+def _cache_key(location: Any, storage_options: dict[str, Any] | None) -> tuple:
+    options = json.dumps(storage_options or {}, sort_keys=True, default=str)
+    return (os.getpid(), str(location), options)
+
+
+def open_root(
+    location: str | os.PathLike | Store,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> zarr.Group:
+    """Open a store's root group read-only through its consolidated metadata.
+
+    The group is cached per process, location and storage options.
+
+    Raises
+    ------
+    StoreError
+        When the location is not a ctspine store or its format version is unsupported.
+    """
+    key = _cache_key(location, storage_options)
+    with _cache_lock:
+        group = _cache.get(key)
+    if group is not None:
+        return group
+    store = to_store(location, storage_options=storage_options)
+    try:
+        group = zarr.open_group(store, mode="r", use_consolidated=True)
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+        raise StoreError(f"{location}: no Zarr store there") from err
+    check_format(group, location)
+    with _cache_lock:
+        _cache[key] = group
+    return group
+
+
+def check_format(group: zarr.Group, location: Any) -> None:
+    """Raise StoreError unless ``group`` is the root of a ctspine store we can read."""
+    version = group.attrs.get(FORMAT_KEY)
+    if version is None:
+        raise StoreError(
+            f"{location}: a Zarr store, but not a ctspine store (no {FORMAT_KEY!r} attribute)"
+        )
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise StoreError(
+            f"{location}: store format {version} is newer than this package reads "
+            f"({FORMAT_VERSION}); upgrade ctspine_zarr"
+        )
+
+
+def case_group(
+    location: str | os.PathLike | Store,
+    case_id: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> zarr.Group:
+    """Return the group of one case, raising :class:`CaseNotFoundError` for an unknown id."""
+    root = open_root(location, storage_options=storage_options)
+    try:
+        group = root[f"{CASES_GROUP}/{case_id}"]
+    except KeyError:
+        raise CaseNotFoundError(case_id, _case_ids(root)) from None
+    if not isinstance(group, zarr.Group):
+        raise CaseNotFoundError(case_id, _case_ids(root))
+    return group
+
+
+def _case_ids(root: zarr.Group) -> list[str]:
+    cases = root.get(CASES_GROUP)
+    if not isinstance(cases, zarr.Group):
+        return []
+    return [name for name, _ in cases.groups()]
+
+
+def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
+    location: str | os.PathLike,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Open the catalogue of a ctspine store: one row per case, loaded eagerly (it is small).
+
+    Parameters
+    ----------
+    location
+        Local path or fsspec URL of the store.
+    storage_options
+        fsspec options for a URL (endpoint, credentials, ...).
+
+    Returns
+    -------
+    xarray.Dataset
+        The catalogue on dim ``case``; ``ds.ctspine`` reaches the cases.
+    """
+    root = open_root(location, storage_options=storage_options)
+    ds = xr.open_zarr(root.store, consolidated=True, chunks=None, zarr_format=3).load()
+    ds.encoding["source"] = str(location)
+    ds.encoding["storage_options"] = dict(storage_options or {})
+    return ds
+
+
+def forget(location: str | os.PathLike | Store) -> None:
+    """Drop cached root groups of ``location`` (after the store was written)."""
+    with _cache_lock:
+        for key in [k for k in _cache if k[1] == str(location)]:
+            del _cache[key]

@@ -1,0 +1,112 @@
+"""One case as a lazy xarray Dataset: image and label on ``(z, y, x)`` in mm."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+from dask.base import tokenize
+
+from .schema import (
+    AXIS_DIM,
+    IMAGE,
+    LABEL,
+    SLICE_VERTEBRAE,
+    VERTEBRA_DIM,
+    VERTEBRA_LABELS,
+    VOLUME_DIMS,
+)
+from .store import case_group
+
+__all__ = ["axis_coordinates", "open_volume"]
+
+
+def axis_coordinates(affine: np.ndarray, shape_zyx: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """Return the ``z``, ``y``, ``x`` coordinates (mm) of voxel centres.
+
+    For an axis-aligned canonical affine these are the world RAS+ positions along each
+    axis; for an oblique one, ``origin + index * spacing`` along each axis (the exact world
+    position of a voxel is ``affine @ [x, y, z, 1]``).
+    """
+    affine = np.asarray(affine, dtype=float)
+    spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    coords = {}
+    for axis, name in enumerate(("x", "y", "z")):
+        n = shape_zyx[2 - axis]
+        coords[name] = affine[axis, 3] + np.arange(n) * spacing[axis]
+    return coords
+
+
+def _lazy(array: zarr.Array, name: str, chunks_z: int) -> da.Array:
+    chunks = (chunks_z, *array.shape[1:]) if array.ndim == 3 else array.shape
+    return da.from_array(
+        array,
+        chunks=chunks,
+        name=name,
+        lock=False,
+        asarray=False,
+        inline_array=True,
+        meta=np.empty((0,) * array.ndim, dtype=array.dtype),
+    )
+
+
+def open_volume(
+    location: str | os.PathLike,
+    case_id: str,
+    *,
+    storage_options: dict[str, Any] | None = None,
+) -> xr.Dataset:
+    """Open one case lazily: reading values reads only the chunks they lie in.
+
+    Parameters
+    ----------
+    location
+        Path or fsspec URL of the store.
+    case_id
+        The case.
+    storage_options
+        fsspec options for a URL.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``image`` and ``label`` on ``(z, y, x)`` (dask), ``slice_vertebrae`` on
+        ``(z, vertebra)``, ``bbox_start``/``bbox_stop`` on ``(vertebra, axis)``; coordinates
+        in mm; ``attrs["affine"]`` is the 4x4 canonical affine.
+    """
+    group = case_group(location, case_id, storage_options=storage_options)
+    attrs = dict(group.attrs)
+    image = group[IMAGE]
+    label = group[LABEL]
+    assert isinstance(image, zarr.Array) and isinstance(label, zarr.Array)
+    shard_z = (image.shards or image.chunks)[0]
+    token = tokenize(str(location), case_id, image.shape, str(image.dtype))
+    affine = np.asarray(attrs["affine"], dtype=float)
+    coords: dict[str, Any] = {
+        name: (name, values, {"units": "mm"})
+        for name, values in axis_coordinates(affine, image.shape).items()
+    }
+    coords[VERTEBRA_DIM] = np.asarray(VERTEBRA_LABELS, dtype=np.uint8)
+    coords[AXIS_DIM] = list(VOLUME_DIMS)
+    index = group[SLICE_VERTEBRAE]
+    assert isinstance(index, zarr.Array)
+    data_vars = {
+        IMAGE: (VOLUME_DIMS, _lazy(image, f"image-{token}", shard_z), dict(image.attrs)),
+        LABEL: (VOLUME_DIMS, _lazy(label, f"label-{token}", shard_z), dict(label.attrs)),
+        SLICE_VERTEBRAE: (("z", VERTEBRA_DIM), _lazy(index, f"index-{token}", 0)),
+        "bbox_start": ((VERTEBRA_DIM, AXIS_DIM), np.asarray(attrs["bbox_start"], np.int32)),
+        "bbox_stop": ((VERTEBRA_DIM, AXIS_DIM), np.asarray(attrs["bbox_stop"], np.int32)),
+    }
+    ds_attrs = {
+        "case": case_id,
+        "source": attrs["source"],
+        "split": attrs["split"],
+        "affine": affine,
+        "spacing_zyx": tuple(np.asarray(attrs["spacing_zyx"], dtype=float).tolist()),
+        "store": str(location),
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=ds_attrs)
