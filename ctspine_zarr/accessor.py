@@ -21,14 +21,14 @@ class CTSpineAccessor:
     def __init__(self, ds: xr.Dataset) -> None:
         self._ds = ds
 
-    def _location(self) -> tuple[str, dict[str, Any]]:
+    def _location(self) -> tuple[Any, dict[str, Any]]:
         source = self._ds.encoding.get("source")
         if source is None:
             raise StoreError(
                 "this Dataset does not say which store it came from; open the catalogue "
                 "with ctspine_zarr.open(path) or xr.open_zarr(path)"
             )
-        return str(source), dict(self._ds.encoding.get("storage_options") or {})
+        return source, dict(self._ds.encoding.get("storage_options") or {})
 
     def _check(self, case: str) -> str:
         ids = self._ds[CASE_DIM].values

@@ -299,6 +299,11 @@ def _open_for_writing(
             root = zarr.open_group(zstore, mode="r+", use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError):
             root = zarr.open_group(zstore, mode="w", attributes=root_attrs())
+        except zarr.errors.ContainsArrayError as err:
+            raise StoreError(
+                f"{store}: an existing Zarr array, not a ctspine store; "
+                "pass overwrite=True (--overwrite) to replace it"
+            ) from err
         if FORMAT_KEY not in root.attrs:
             raise StoreError(
                 f"{store}: an existing Zarr store that is not a ctspine store; "

@@ -51,9 +51,17 @@ def to_store(
     return zarr.storage.LocalStore(Path(text), read_only=read_only)
 
 
+def _where(location: Any) -> Any:
+    """Identify a location: a store object by identity, a local path absolutely, a URL as is."""
+    if isinstance(location, Store):
+        return id(location)
+    text = os.fspath(location)
+    return text if is_url(text) else os.path.abspath(text.removeprefix("file://"))
+
+
 def _cache_key(location: Any, storage_options: dict[str, Any] | None) -> tuple:
     options = json.dumps(storage_options or {}, sort_keys=True, default=str)
-    return (os.getpid(), str(location), options)
+    return (os.getpid(), _where(location), options)
 
 
 def open_root(
@@ -77,9 +85,16 @@ def open_root(
         return group
     store = to_store(location, storage_options=storage_options)
     try:
-        group = zarr.open_group(store, mode="r", use_consolidated=True)
+        group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=True)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-        raise StoreError(f"{location}: no Zarr store there") from err
+        raise StoreError(f"{location}: no Zarr v3 store there") from err
+    except ValueError as err:  # a group without consolidated metadata
+        group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=False)
+        check_format(group, location)
+        raise StoreError(
+            f"{location}: a ctspine store without consolidated metadata (its first ingest "
+            "did not finish); run the ingest again to complete it"
+        ) from err
     check_format(group, location)
     with _cache_lock:
         _cache[key] = group
@@ -125,7 +140,7 @@ def _case_ids(root: zarr.Group) -> list[str]:
 
 
 def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
-    location: str | os.PathLike,
+    location: str | os.PathLike | Store,
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> xr.Dataset:
@@ -145,7 +160,7 @@ def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
     """
     root = open_root(location, storage_options=storage_options)
     ds = xr.open_zarr(root.store, consolidated=True, chunks=None, zarr_format=3).load()
-    ds.encoding["source"] = str(location)
+    ds.encoding["source"] = location if isinstance(location, Store) else os.fspath(location)
     ds.encoding["storage_options"] = dict(storage_options or {})
     return ds
 
@@ -153,5 +168,6 @@ def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
 def forget(location: str | os.PathLike | Store) -> None:
     """Drop cached root groups of ``location`` (after the store was written)."""
     with _cache_lock:
-        for key in [k for k in _cache if k[1] == str(location)]:
+        where = _where(location)
+        for key in [k for k in _cache if k[1] == where]:
             del _cache[key]

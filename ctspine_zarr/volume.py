@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 import zarr
 from dask.base import tokenize
+from zarr.abc.store import Store
 
 from .schema import (
     AXIS_DIM,
@@ -55,7 +56,7 @@ def _lazy(array: zarr.Array, name: str, chunks_z: int) -> da.Array:
 
 
 def open_volume(
-    location: str | os.PathLike,
+    location: str | os.PathLike | Store,
     case_id: str,
     *,
     storage_options: dict[str, Any] | None = None,
@@ -84,7 +85,8 @@ def open_volume(
     label = group[LABEL]
     assert isinstance(image, zarr.Array) and isinstance(label, zarr.Array)
     shard_z = (image.shards or image.chunks)[0]
-    token = tokenize(str(location), case_id, image.shape, str(image.dtype))
+    where = f"store-{id(location)}" if isinstance(location, Store) else os.fspath(location)
+    token = tokenize(where, case_id, image.shape, str(image.dtype))
     affine = np.asarray(attrs["affine"], dtype=float)
     coords: dict[str, Any] = {
         name: (name, values, {"units": "mm"})
@@ -107,6 +109,6 @@ def open_volume(
         "split": attrs["split"],
         "affine": affine,
         "spacing_zyx": tuple(np.asarray(attrs["spacing_zyx"], dtype=float).tolist()),
-        "store": str(location),
+        "store": where,
     }
     return xr.Dataset(data_vars, coords=coords, attrs=ds_attrs)

@@ -1,0 +1,72 @@
+"""Shared fixtures: a generated raw tree, its store, and the real split file."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import zarr.storage
+from zarr.storage import WrapperStore
+
+import ctspine_zarr
+from ctspine_zarr.synthetic import SyntheticCase, make_raw_tree
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_SPLIT_FILE = REPO.parent / "shared" / "data" / "data_split.txt"
+
+
+@pytest.fixture(scope="session")
+def raw_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[SyntheticCase]]:
+    """Six small generated cases covering every header variant, with a split file."""
+    root = tmp_path_factory.mktemp("raw")
+    cases = make_raw_tree(root, n_cases=6, shape=(40, 48), n_slices=(20, 44), seed=7)
+    return root, cases
+
+
+@pytest.fixture(scope="session")
+def store(raw_tree: tuple[Path, list[SyntheticCase]], tmp_path_factory: pytest.TempPathFactory):
+    """The store ingested from ``raw_tree`` (threads, 2 workers)."""
+    path = tmp_path_factory.mktemp("store") / "ctspine1k.zarr"
+    report = ctspine_zarr.ingest(raw_tree[0], path, workers=2, scheduler="threads", progress=False)
+    assert report.ok, report.summary()
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_split_file() -> Path:
+    """The real CTSpine1K ``data_split.txt`` from ``../shared`` (required in CI)."""
+    if not SHARED_SPLIT_FILE.is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED_SPLIT_FILE} is missing; CI must provide ../shared")
+        pytest.skip(f"{SHARED_SPLIT_FILE} not present on this machine")
+    return SHARED_SPLIT_FILE
+
+
+class CountingStore(WrapperStore):
+    """A store wrapper that records every read: ``(key, byte_range, bytes returned)``."""
+
+    def __init__(self, store: zarr.storage.StoreLike) -> None:
+        super().__init__(store)
+        self.reads: list[tuple[str, object, int | None]] = []
+
+    async def get(self, key, prototype, byte_range=None):  # type: ignore[no-untyped-def]
+        result = await self._store.get(key, prototype, byte_range)
+        self.reads.append((key, byte_range, None if result is None else len(result)))
+        return result
+
+    async def get_partial_values(self, prototype, key_ranges):  # type: ignore[no-untyped-def]
+        key_ranges = list(key_ranges)
+        results = await self._store.get_partial_values(prototype, key_ranges)
+        for (key, byte_range), result in zip(key_ranges, results, strict=True):
+            self.reads.append((key, byte_range, None if result is None else len(result)))
+        return results
+
+
+@pytest.fixture
+def counting_store(store: Path) -> Iterator[CountingStore]:
+    """The session store, read-only, wrapped to count reads."""
+    wrapped = CountingStore(zarr.storage.LocalStore(store, read_only=True))
+    yield wrapped
+    ctspine_zarr.store.forget(wrapped)

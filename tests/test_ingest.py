@@ -1,0 +1,199 @@
+"""Ingest of generated trees: exact voxels, geometry, chunks, splits, label index, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import zarr
+
+import ctspine_zarr
+from ctspine_zarr.errors import StoreError
+from ctspine_zarr.schema import VERTEBRA_LABELS
+from ctspine_zarr.synthetic import SyntheticCase, make_raw_tree
+
+SECTION_TO_SPLIT = {
+    "trainset": "train",
+    "test_public": "validation",
+    "test_private": "test",
+    "": "unassigned",
+}
+
+
+def _canonical(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    img = nib.as_closest_canonical(nib.load(path))
+    return np.asanyarray(img.dataobj).transpose(2, 1, 0), img.affine
+
+
+def test_every_voxel_equals_the_canonical_source(store: Path, raw_tree) -> None:
+    ds = ctspine_zarr.open(store)
+    for case in raw_tree[1]:
+        vol = ds.ctspine.volume(case.case_id)
+        image, _ = _canonical(case.image_path)
+        label, _ = _canonical(case.label_path)
+        assert vol.image.dtype == np.int16, case.variant
+        assert vol.label.dtype == np.uint8, case.variant
+        np.testing.assert_array_equal(vol.image.values, image, err_msg=case.variant)
+        np.testing.assert_array_equal(vol.label.values, label, err_msg=case.variant)
+
+
+def test_affine_maps_each_voxel_to_the_source_point(store: Path, raw_tree) -> None:
+    ds = ctspine_zarr.open(store)
+    rng = np.random.default_rng(0)
+    for case in raw_tree[1]:
+        src = nib.load(case.image_path)
+        src_data = np.asanyarray(src.dataobj)
+        vol = ds.ctspine.volume(case.case_id)
+        affine = vol.attrs["affine"]
+        _, canonical_affine = _canonical(case.image_path)
+        np.testing.assert_allclose(affine, canonical_affine, atol=1e-6)
+        stored = vol.image.values
+        for ijk in rng.integers(0, src.shape, size=(25, 3)):
+            world = src.affine @ np.r_[ijk, 1.0]
+            x, y, z = np.rint(np.linalg.solve(affine, world)[:3]).astype(int)
+            np.testing.assert_allclose(affine @ np.r_[x, y, z, 1.0], world, atol=1e-4)
+            assert stored[z, y, x] == src_data[tuple(ijk)], case.variant
+            # the coordinates are the world position along each (axis-aligned) axis
+            np.testing.assert_allclose(
+                [vol.x.values[x], vol.y.values[y], vol.z.values[z]], world[:3], atol=1e-4
+            )
+
+
+def test_chunks_are_one_axial_slice(store: Path, raw_tree) -> None:
+    root = zarr.open_group(store, mode="r")
+    for case in raw_tree[1]:
+        group = root[f"cases/{case.case_id}"]
+        for name in ("image", "label"):
+            array = group[name]
+            n_z, n_y, n_x = array.shape
+            assert array.chunks == (1, n_y, n_x)
+            assert array.metadata.dimension_names == ("z", "y", "x")
+            assert array.shards is not None and array.shards[1:] == (n_y, n_x)
+            codecs = json.dumps(array.metadata.to_dict()["codecs"])
+            assert "crc32c" in codecs
+
+
+def test_catalogue_matches_the_split_file(store: Path, raw_tree) -> None:
+    ds = ctspine_zarr.open(store)
+    cases = raw_tree[1]
+    assert sorted(ds.case.values.astype(object)) == sorted(c.case_id for c in cases)
+    for case in cases:
+        row = ds.sel(case=case.case_id)
+        assert str(row.split.values) == SECTION_TO_SPLIT[case.split]
+        assert str(row.source.values) == case.source
+    for split in ("train", "validation", "test", "unassigned"):
+        expected = sorted(c.case_id for c in cases if SECTION_TO_SPLIT[c.split] == split)
+        assert sorted(ds.ctspine.case_ids(split=split)) == expected
+
+
+def test_catalogue_columns_describe_each_case(store: Path, raw_tree) -> None:
+    ds = ctspine_zarr.open(store)
+    for case in raw_tree[1]:
+        label, affine = _canonical(case.label_path)
+        row = ds.sel(case=case.case_id)
+        assert (int(row.n_slices), int(row.n_y), int(row.n_x)) == label.shape
+        spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))[::-1]
+        np.testing.assert_allclose(
+            [float(row.spacing_z), float(row.spacing_y), float(row.spacing_x)], spacing, rtol=1e-6
+        )
+        present = sorted(set(np.unique(label).tolist()) - {0})
+        held = row.vertebra.values[row.has_vertebra.values].tolist()
+        assert held == present
+        counts = np.bincount(label.ravel().astype(np.int64), minlength=29)[list(VERTEBRA_LABELS)]
+        np.testing.assert_array_equal(row.voxel_count.values, counts)
+    assert ds.attrs["vertebra_names"]["22"] == "L3"
+    assert ds.attrs["ctspine_zarr_format"] == 1
+
+
+def test_slice_index_and_boxes_match_the_masks(store: Path, raw_tree) -> None:
+    ds = ctspine_zarr.open(store)
+    for case in raw_tree[1]:
+        label, _ = _canonical(case.label_path)
+        vol = ds.ctspine.volume(case.case_id)
+        index = vol.slice_vertebrae.values
+        row = ds.sel(case=case.case_id)
+        for j, value in enumerate(VERTEBRA_LABELS):
+            mask = label == value
+            np.testing.assert_array_equal(index[:, j], mask.any(axis=(1, 2)))
+            start, stop = row.bbox_start.values[j], row.bbox_stop.values[j]
+            np.testing.assert_array_equal(vol.bbox_start.values[j], start)
+            if not mask.any():
+                assert (start == -1).all() and (stop == -1).all()
+                continue
+            where = np.nonzero(mask)
+            np.testing.assert_array_equal(start, [w.min() for w in where])
+            np.testing.assert_array_equal(stop, [w.max() + 1 for w in where])
+
+
+def test_rerun_skips_unchanged_and_redoes_changed_cases(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    cases = make_raw_tree(raw, n_cases=3, shape=(24, 24), n_slices=(12, 16), seed=3)
+    store = tmp_path / "s.zarr"
+    first = ctspine_zarr.ingest(raw, store, workers=1, progress=False)
+    assert first.count("ingested") == 3
+    second = ctspine_zarr.ingest(raw, store, workers=1, progress=False)
+    assert second.count("skipped") == 3 and second.count("ingested") == 0
+    changed: SyntheticCase = cases[1]
+    img = nib.load(changed.label_path)
+    data = np.asanyarray(img.dataobj).astype(np.uint8)
+    data[data == data.max()] = 0
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), changed.label_path)
+    third = ctspine_zarr.ingest(raw, store, workers=1, progress=False)
+    assert [o.case_id for o in third.outcomes if o.status == "ingested"] == [changed.case_id]
+    vol = ctspine_zarr.open(store).ctspine.labels(changed.case_id)
+    np.testing.assert_array_equal(vol.values, _canonical(changed.label_path)[0])
+    report = json.loads(Path(f"{store}.ingest-report.json").read_text())
+    assert {o["status"] for o in report["outcomes"]} == {"ingested", "skipped"}
+
+
+def test_processes_scheduler_gives_the_same_store(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    make_raw_tree(raw, n_cases=2, shape=(24, 24), n_slices=(10, 12), seed=5)
+    a = ctspine_zarr.ingest(
+        raw, tmp_path / "p.zarr", workers=2, scheduler="processes", progress=False
+    )
+    b = ctspine_zarr.ingest(raw, tmp_path / "t.zarr", workers=1, progress=False)
+    assert a.ok and b.ok
+    pa, pb = ctspine_zarr.open(tmp_path / "p.zarr"), ctspine_zarr.open(tmp_path / "t.zarr")
+    for case in pa.ctspine.case_ids():
+        np.testing.assert_array_equal(pa.ctspine.image(case).values, pb.ctspine.image(case).values)
+
+
+def test_bad_pair_is_refused_and_others_land(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    cases = make_raw_tree(raw, n_cases=3, shape=(24, 24), n_slices=(10, 12), seed=9)
+    bad = cases[0]
+    bad.label_path.write_bytes(bad.label_path.read_bytes()[:200])  # truncated gzip
+    report = ctspine_zarr.ingest(raw, tmp_path / "s.zarr", workers=1, progress=False)
+    assert not report.ok
+    (refused,) = report.problems
+    assert refused.case_id == bad.case_id and refused.status == "refused"
+    assert str(bad.label_path) in refused.problem
+    ds = ctspine_zarr.open(tmp_path / "s.zarr")
+    assert sorted(ds.ctspine.case_ids()) == sorted(c.case_id for c in cases[1:])
+
+
+def test_refuses_to_clobber_a_foreign_store(tmp_path: Path, raw_tree) -> None:
+    foreign = tmp_path / "other.zarr"
+    zarr.create_array(foreign, shape=(3,), dtype="int8")
+    with pytest.raises(StoreError, match="not a ctspine store"):
+        ctspine_zarr.ingest(raw_tree[0], foreign, workers=1, progress=False)
+    afile = tmp_path / "file.zarr"
+    afile.write_text("keep me")
+    with pytest.raises(StoreError, match="a file"):
+        ctspine_zarr.ingest(raw_tree[0], afile, workers=1, progress=False)
+    assert afile.read_text() == "keep me"
+
+
+def test_overwrite_replaces_a_foreign_store(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    make_raw_tree(raw, n_cases=1, shape=(16, 16), n_slices=(8, 9), seed=2)
+    foreign = tmp_path / "other.zarr"
+    zarr.create_array(foreign, shape=(3,), dtype="int8")
+    report = ctspine_zarr.ingest(raw, foreign, workers=1, overwrite=True, progress=False)
+    assert report.ok and report.catalogue_cases == 1
+    shutil.rmtree(foreign)
