@@ -11,6 +11,7 @@ import xarray as xr
 import zarr
 
 from . import __version__
+from .labelindex import boxes_from_attrs
 from .schema import (
     AXIS_DIM,
     CASE_DIM,
@@ -25,7 +26,23 @@ from .schema import (
     VOLUME_DIMS,
 )
 
-__all__ = ["build_catalogue", "complete_cases", "consolidate", "root_attrs", "write_catalogue"]
+__all__ = [
+    "build_catalogue",
+    "compact_metadata",
+    "complete_cases",
+    "consolidate",
+    "root_attrs",
+    "write_catalogue",
+]
+
+
+def compact_metadata() -> Any:
+    """Context in which zarr writes metadata documents as compact JSON (no indentation).
+
+    The consolidated metadata at the root holds every case's metadata; unindented it is
+    about a third of the size, which is what opening the store downloads and parses.
+    """
+    return zarr.config.set({"json_indent": None})
 
 
 def root_attrs() -> dict[str, Any]:
@@ -81,9 +98,11 @@ def build_catalogue(
 
     spacing = np.array([rows[c]["spacing_zyx"] for c in ids], dtype=np.float64).reshape(n, 3)
     shape = np.array([rows[c]["shape_zyx"] for c in ids], dtype=np.int32).reshape(n, 3)
-    counts = np.array([rows[c]["voxel_count"] for c in ids], dtype=np.int64).reshape(n, n_vert)
-    start = np.array([rows[c]["bbox_start"] for c in ids], dtype=np.int32).reshape(n, n_vert, 3)
-    stop = np.array([rows[c]["bbox_stop"] for c in ids], dtype=np.int32).reshape(n, n_vert, 3)
+    counts = np.zeros((n, n_vert), dtype=np.int64)
+    start = np.full((n, n_vert, 3), -1, dtype=np.int32)
+    stop = np.full((n, n_vert, 3), -1, dtype=np.int32)
+    for i, c in enumerate(ids):
+        counts[i], start[i], stop[i] = boxes_from_attrs(rows[c]["vertebrae"])
     split = np.array([splits.get(c, rows[c]["split"]) for c in ids], dtype=object)
     present = counts > 0
     data_vars = {
@@ -125,17 +144,18 @@ def build_catalogue(
 
 def write_catalogue(root: zarr.Group, catalogue: xr.Dataset) -> None:
     """Replace the root arrays of a writable store by ``catalogue``; does not consolidate."""
-    for name in list(root.array_keys()):
-        del root[name]
-    if catalogue.sizes.get(CASE_DIM, 0) == 0:
-        root.attrs.put(dict(catalogue.attrs))
-        return
-    catalogue.to_zarr(root.store, mode="a", consolidated=False, zarr_format=3)
+    with compact_metadata():
+        for name in list(root.array_keys()):
+            del root[name]
+        if catalogue.sizes.get(CASE_DIM, 0) == 0:
+            root.attrs.put(dict(catalogue.attrs))
+            return
+        catalogue.to_zarr(root.store, mode="a", consolidated=False, zarr_format=3)
 
 
 def consolidate(store: Any) -> None:
     """Consolidate the metadata of the whole hierarchy at the root (one read opens it all)."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), compact_metadata():
         # consolidated metadata is not yet in the v3 spec; zarr-python and xarray read it.
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(store)

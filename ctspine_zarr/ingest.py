@@ -22,7 +22,14 @@ import numpy as np
 import zarr
 from zarr.abc.store import Store
 
-from .catalogue import build_catalogue, complete_cases, consolidate, root_attrs, write_catalogue
+from .catalogue import (
+    build_catalogue,
+    compact_metadata,
+    complete_cases,
+    consolidate,
+    root_attrs,
+    write_catalogue,
+)
 from .errors import InvalidCaseError, StoreError
 from .labelindex import index_labels
 from .layout import RawCase, find_cases
@@ -215,12 +222,9 @@ def _write_case(
         "image_dtype": str(image.data.dtype),
         "has_nonfinite": image.has_nonfinite,
         "geometry_notes": image.warnings,
-        "voxel_count": index.voxel_count.tolist(),
-        "bbox_start": index.bbox_start.tolist(),
-        "bbox_stop": index.bbox_stop.tolist(),
+        "vertebrae": index.to_attrs(),
         "other_label_values": {str(k): v for k, v in index.other_values.items()},
         "files": {"image": image.fingerprint.to_json(), "label": label.fingerprint.to_json()},
-        "nifti": {"image": image.header, "label": label.header},
         COMPLETE_KEY: True,
     }
     stored = sum(int(a.nbytes_stored()) for a in arrays)
@@ -267,9 +271,10 @@ def ingest_case(
         root = zarr.open_group(zstore, mode="r+", use_consolidated=False)
         cases = root[CASES_GROUP]
         assert isinstance(cases, zarr.Group)
-        outcome.bytes_out = _write_case(
-            cases, case, image, label, codec=codec, slices_per_shard=slices_per_shard
-        )
+        with compact_metadata():
+            outcome.bytes_out = _write_case(
+                cases, case, image, label, codec=codec, slices_per_shard=slices_per_shard
+            )
         outcome.n_slices = int(image.data.shape[0])
         outcome.bytes_in = image.fingerprint.size + label.fingerprint.size
     except InvalidCaseError as err:

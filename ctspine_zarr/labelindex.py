@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from .schema import VERTEBRA_LABELS
 
-__all__ = ["LabelIndex", "index_labels"]
+__all__ = ["LabelIndex", "boxes_from_attrs", "index_labels"]
 
 
 @dataclass
@@ -33,6 +35,18 @@ class LabelIndex:
     bbox_start: np.ndarray
     bbox_stop: np.ndarray
     other_values: dict[int, int]
+
+    def to_attrs(self) -> dict[str, dict[str, object]]:
+        """Return the present labels as compact JSON: ``{"22": {"voxels": n, "box": [...]}}``.
+
+        ``box`` is ``[z0, y0, x0, z1, y1, x1]``, the half-open index box.
+        """
+        out: dict[str, dict[str, object]] = {}
+        for i, value in enumerate(VERTEBRA_LABELS):
+            if self.voxel_count[i] > 0:
+                box = [*self.bbox_start[i].tolist(), *self.bbox_stop[i].tolist()]
+                out[str(value)] = {"voxels": int(self.voxel_count[i]), "box": box}
+        return out
 
     @property
     def present(self) -> list[int]:
@@ -80,3 +94,27 @@ def index_labels(label: np.ndarray) -> LabelIndex:
         bbox_stop=stop,
         other_values=other,
     )
+
+
+def boxes_from_attrs(
+    vertebrae: Mapping[str, Mapping[str, Any]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expand :meth:`LabelIndex.to_attrs` output to arrays over all VerSe labels.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``voxel_count int64 [vertebra]``, ``bbox_start`` and ``bbox_stop`` ``int32
+        [vertebra, axis]`` (``-1`` for absent labels).
+    """
+    n = len(VERTEBRA_LABELS)
+    counts = np.zeros(n, dtype=np.int64)
+    start = np.full((n, 3), -1, dtype=np.int32)
+    stop = np.full((n, 3), -1, dtype=np.int32)
+    position = {value: i for i, value in enumerate(VERTEBRA_LABELS)}
+    for key, entry in vertebrae.items():
+        i = position[int(key)]
+        counts[i] = int(entry["voxels"])
+        box = list(entry["box"])
+        start[i], stop[i] = box[:3], box[3:]
+    return counts, start, stop

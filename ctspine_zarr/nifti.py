@@ -60,7 +60,6 @@ class CanonicalVolume:
     ornt: np.ndarray
     source_shape: tuple[int, ...]
     header_bytes: bytes
-    header: dict[str, Any]
     fingerprint: FileFingerprint
     warnings: list[str] = field(default_factory=list)
 
@@ -169,24 +168,6 @@ def _image_from_bytes(raw: bytes, path: str, case_id: str) -> nib.Nifti1Image:
     except Exception as err:  # nibabel raises many kinds for a bad header
         raise InvalidCaseError(case_id, path, f"unreadable NIfTI header: {err}") from err
     return img
-
-
-def header_to_json(header: nib.Nifti1Header) -> dict[str, Any]:
-    """Return every field of a NIfTI header as JSON-able values (NIfTI-Zarr style)."""
-    out: dict[str, Any] = {}
-    for key in header.keys():
-        value = header[key]
-        if value.dtype.kind == "S":
-            out[key] = value.item().decode("latin-1").rstrip("\x00")
-        else:
-            item = value.tolist()
-            if isinstance(item, float) and not np.isfinite(item):
-                item = str(item)
-            elif isinstance(item, list):
-                item = [v if not isinstance(v, float) or np.isfinite(v) else str(v) for v in item]
-            out[key] = item
-    out["endianness"] = "big" if header.endianness == ">" else "little"
-    return out
 
 
 def _voxel_values(img: nib.Nifti1Image, path: str, case_id: str) -> np.ndarray:
@@ -310,7 +291,6 @@ def read_volume(
         ornt=ornt,
         source_shape=tuple(int(n) for n in img.shape),
         header_bytes=bytes(header_bytes),
-        header=header_to_json(img.header),
         fingerprint=fingerprint,
         warnings=notes,
     )

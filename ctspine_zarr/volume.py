@@ -12,6 +12,7 @@ import zarr
 from dask.base import tokenize
 from zarr.abc.store import Store
 
+from .labelindex import boxes_from_attrs
 from .schema import (
     AXIS_DIM,
     IMAGE,
@@ -80,7 +81,7 @@ def open_volume(
         in mm; ``attrs["affine"]`` is the 4x4 canonical affine.
     """
     group = case_group(location, case_id, storage_options=storage_options)
-    attrs = dict(group.attrs)
+    attrs: dict[str, Any] = dict(group.attrs)
     image = group[IMAGE]
     label = group[LABEL]
     assert isinstance(image, zarr.Array) and isinstance(label, zarr.Array)
@@ -94,14 +95,15 @@ def open_volume(
     }
     coords[VERTEBRA_DIM] = np.asarray(VERTEBRA_LABELS, dtype=np.uint8)
     coords[AXIS_DIM] = list(VOLUME_DIMS)
+    _, start, stop = boxes_from_attrs(attrs["vertebrae"])
     index = group[SLICE_VERTEBRAE]
     assert isinstance(index, zarr.Array)
     data_vars = {
         IMAGE: (VOLUME_DIMS, _lazy(image, f"image-{token}", shard_z), dict(image.attrs)),
         LABEL: (VOLUME_DIMS, _lazy(label, f"label-{token}", shard_z), dict(label.attrs)),
         SLICE_VERTEBRAE: (("z", VERTEBRA_DIM), _lazy(index, f"index-{token}", 0)),
-        "bbox_start": ((VERTEBRA_DIM, AXIS_DIM), np.asarray(attrs["bbox_start"], np.int32)),
-        "bbox_stop": ((VERTEBRA_DIM, AXIS_DIM), np.asarray(attrs["bbox_stop"], np.int32)),
+        "bbox_start": ((VERTEBRA_DIM, AXIS_DIM), start),
+        "bbox_stop": ((VERTEBRA_DIM, AXIS_DIM), stop),
     }
     ds_attrs = {
         "case": case_id,
