@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import warnings
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 from . import __version__
 from .labelindex import boxes_from_attrs
@@ -153,12 +155,31 @@ def write_catalogue(root: zarr.Group, catalogue: xr.Dataset) -> None:
         catalogue.to_zarr(root.store, mode="a", consolidated=False, zarr_format=3)
 
 
-def consolidate(store: Any) -> None:
-    """Consolidate the metadata of the whole hierarchy at the root (one read opens it all)."""
-    with warnings.catch_warnings(), compact_metadata():
-        # consolidated metadata is not yet in the v3 spec; zarr-python and xarray read it.
-        warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
-        zarr.consolidate_metadata(store)
+def consolidate(group: zarr.Group, *, attributes: Mapping[str, Any] | None = None) -> None:
+    """Write ``group``'s ``zarr.json`` with the consolidated metadata of its arrays.
+
+    Only the group's own arrays are consolidated, not sub-groups: the root's document
+    covers the catalogue, and every case group carries its own. Opening the store then
+    reads one small document whatever the number of cases, and opening a case one more.
+    With ``attributes``, the group's attributes are replaced in the same single write (an
+    ingest marks a case complete that way).
+    """
+    prototype = default_buffer_prototype()
+    members = {}
+    for name, array in group.arrays():
+        document = array.metadata.to_buffer_dict(prototype)["zarr.json"]
+        members[name] = json.loads(document.to_bytes())
+    document = json.loads(group.metadata.to_buffer_dict(prototype)["zarr.json"].to_bytes())
+    if attributes is not None:
+        document["attributes"] = dict(attributes)
+    document["consolidated_metadata"] = {
+        "kind": "inline",
+        "must_understand": False,
+        "metadata": members,
+    }
+    payload = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+    key = f"{group.path}/zarr.json" if group.path else "zarr.json"
+    sync(group.store.set(key, prototype.buffer.from_bytes(payload)))
 
 
 def vertebra_names(labels: Sequence[int]) -> list[str]:

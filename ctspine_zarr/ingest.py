@@ -228,7 +228,8 @@ def _write_case(
         COMPLETE_KEY: True,
     }
     stored = sum(int(a.nbytes_stored()) for a in arrays)
-    group.attrs.put(attrs)
+    # one write makes the case complete and its consolidated metadata visible together
+    consolidate(group, attributes=attrs)
     return stored
 
 
@@ -445,7 +446,7 @@ def ingest(
     rows = complete_cases(root)
     splits = {c.case_id: c.split for c in tree.cases if tree.has_split_file}
     write_catalogue(root, build_catalogue(rows, splits=splits))
-    consolidate(root.store)
+    consolidate(root)
     forget(store)
     report.catalogue_cases = len(rows)
     report.outcomes.sort(key=lambda o: o.case_id)

@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 import zarr
 import zarr.storage
@@ -23,6 +24,8 @@ from .schema import CASES_GROUP, FORMAT_KEY, FORMAT_VERSION
 __all__ = ["case_group", "is_url", "open", "open_root", "to_store"]
 
 _cache: dict[tuple, zarr.Group] = {}
+_case_cache: dict[tuple, zarr.Group] = {}
+_store_cache: dict[tuple, Store] = {}
 _cache_lock = threading.Lock()
 
 
@@ -64,6 +67,18 @@ def _cache_key(location: Any, storage_options: dict[str, Any] | None) -> tuple:
     return (os.getpid(), _where(location), options)
 
 
+def _read_store(location: Any, storage_options: dict[str, Any] | None) -> Store:
+    """Return a read-only store for ``location``, one per process (fork-safe)."""
+    key = _cache_key(location, storage_options)
+    with _cache_lock:
+        store = _store_cache.get(key)
+    if store is None:
+        store = to_store(location, storage_options=storage_options)
+        with _cache_lock:
+            _store_cache[key] = store
+    return store
+
+
 def open_root(
     location: str | os.PathLike | Store,
     *,
@@ -83,27 +98,27 @@ def open_root(
         group = _cache.get(key)
     if group is not None:
         return group
-    store = to_store(location, storage_options=storage_options)
+    store = _read_store(location, storage_options)
     try:
         group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=True)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
         raise StoreError(f"{location}: no Zarr v3 store there") from err
     except ValueError as err:  # a group without consolidated metadata
         group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=False)
-        check_format(group, location)
+        check_format(group.attrs, location)
         raise StoreError(
             f"{location}: a ctspine store without consolidated metadata (its first ingest "
             "did not finish); run the ingest again to complete it"
         ) from err
-    check_format(group, location)
+    check_format(group.attrs, location)
     with _cache_lock:
         _cache[key] = group
     return group
 
 
-def check_format(group: zarr.Group, location: Any) -> None:
-    """Raise StoreError unless ``group`` is the root of a ctspine store we can read."""
-    version = group.attrs.get(FORMAT_KEY)
+def check_format(attrs: Any, location: Any) -> None:
+    """Raise StoreError unless ``attrs`` are the root attrs of a ctspine store we can read."""
+    version = attrs.get(FORMAT_KEY)
     if version is None:
         raise StoreError(
             f"{location}: a Zarr store, but not a ctspine store (no {FORMAT_KEY!r} attribute)"
@@ -121,22 +136,36 @@ def case_group(
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> zarr.Group:
-    """Return the group of one case, raising :class:`CaseNotFoundError` for an unknown id."""
-    root = open_root(location, storage_options=storage_options)
+    """Return the group of one case, raising :class:`CaseNotFoundError` for an unknown id.
+
+    The case's own consolidated metadata is read once per process (one request).
+    """
+    key = (*_cache_key(location, storage_options), case_id)
+    with _cache_lock:
+        group = _case_cache.get(key)
+    if group is not None:
+        return group
     try:
-        group = root[f"{CASES_GROUP}/{case_id}"]
-    except KeyError:
+        group = zarr.open_group(
+            _read_store(location, storage_options),
+            path=f"{CASES_GROUP}/{case_id}",
+            mode="r",
+            zarr_format=3,
+            use_consolidated=True,
+        )
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+        root = open_root(location, storage_options=storage_options)
         raise CaseNotFoundError(case_id, _case_ids(root)) from None
-    if not isinstance(group, zarr.Group):
-        raise CaseNotFoundError(case_id, _case_ids(root))
+    with _cache_lock:
+        _case_cache[key] = group
     return group
 
 
 def _case_ids(root: zarr.Group) -> list[str]:
-    cases = root.get(CASES_GROUP)
-    if not isinstance(cases, zarr.Group):
+    ids = root.get("case")
+    if not isinstance(ids, zarr.Array):
         return []
-    return [name for name, _ in cases.groups()]
+    return [str(v) for v in np.asarray(ids[...]).ravel()]
 
 
 def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
@@ -158,8 +187,14 @@ def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
     xarray.Dataset
         The catalogue on dim ``case``; ``ds.ctspine`` reaches the cases.
     """
-    root = open_root(location, storage_options=storage_options)
-    ds = xr.open_zarr(root.store, consolidated=True, chunks=None, zarr_format=3).load()
+    store = _read_store(location, storage_options)
+    try:
+        ds = xr.open_zarr(store, consolidated=True, zarr_format=3, chunks=None)
+    except Exception:
+        open_root(location, storage_options=storage_options)  # raises the precise StoreError
+        raise
+    check_format(ds.attrs, location)
+    ds = ds.load()
     ds.encoding["source"] = location if isinstance(location, Store) else os.fspath(location)
     ds.encoding["storage_options"] = dict(storage_options or {})
     return ds
@@ -169,5 +204,6 @@ def forget(location: str | os.PathLike | Store) -> None:
     """Drop cached root groups of ``location`` (after the store was written)."""
     with _cache_lock:
         where = _where(location)
-        for key in [k for k in _cache if k[1] == where]:
-            del _cache[key]
+        for cache in (_cache, _case_cache, _store_cache):
+            for key in [k for k in cache if k[1] == where]:
+                del cache[key]

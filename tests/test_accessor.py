@@ -47,8 +47,17 @@ def test_volume_is_lazy_and_has_mm_coordinates(store: Path) -> None:
 def test_opening_reads_no_case_data(counting_store) -> None:
     ds = ctspine_zarr.open(counting_store)
     assert not [key for key, *_ in counting_store.reads if key.startswith("cases/")]
+    keys = sorted(key for key, *_ in counting_store.reads)
+    # the root document, then one chunk per catalogue array (loaded eagerly)
+    chunks = [f"{name}/c/" + "/".join("0" * ds[name].ndim) for name in ds.variables]
+    assert keys == sorted(["zarr.json", *chunks])
     counting_store.reads.clear()
-    ds.ctspine.volume(ds.ctspine.case_ids()[0])
+    case = ds.ctspine.case_ids()[0]
+    ds.ctspine.volume(case)
+    # one metadata document, the case's own consolidated zarr.json; no chunk
+    assert [key for key, *_ in counting_store.reads] == [f"cases/{case}/zarr.json"]
+    counting_store.reads.clear()
+    ds.ctspine.volume(case)
     assert counting_store.reads == []
 
 

@@ -64,9 +64,10 @@ def test_affine_maps_each_voxel_to_the_source_point(store: Path, raw_tree) -> No
 
 
 def test_chunks_are_one_axial_slice(store: Path, raw_tree) -> None:
-    root = zarr.open_group(store, mode="r")
     for case in raw_tree[1]:
-        group = root[f"cases/{case.case_id}"]
+        # each case group carries its own consolidated metadata
+        group = zarr.open_group(store, path=f"cases/{case.case_id}", mode="r")
+        assert group.metadata.consolidated_metadata is not None
         for name in ("image", "label"):
             array = group[name]
             n_z, n_y, n_x = array.shape
