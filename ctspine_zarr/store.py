@@ -19,7 +19,16 @@ import zarr.storage
 from zarr.abc.store import Store
 
 from .errors import CaseNotFoundError, StoreError
-from .schema import CASES_GROUP, FORMAT_KEY, FORMAT_VERSION
+from .schema import (
+    AXIS_DIM,
+    CASE_DIM,
+    CASES_GROUP,
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    VERTEBRA_DIM,
+    VERTEBRA_LABELS,
+    VOLUME_DIMS,
+)
 
 __all__ = ["case_group", "is_url", "open", "open_root", "to_store"]
 
@@ -173,7 +182,10 @@ def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
     *,
     storage_options: dict[str, Any] | None = None,
 ) -> xr.Dataset:
-    """Open the catalogue of a ctspine store: one row per case, loaded eagerly (it is small).
+    """Open the catalogue of a ctspine store: one row per case, in two reads.
+
+    The root document (consolidated metadata) and the case ids are read; the other
+    columns are read when first used (one request each).
 
     Parameters
     ----------
@@ -189,12 +201,22 @@ def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
     """
     store = _read_store(location, storage_options)
     try:
-        ds = xr.open_zarr(store, consolidated=True, zarr_format=3, chunks=None)
+        ds = xr.open_zarr(
+            store, consolidated=True, zarr_format=3, chunks=None, create_default_indexes=False
+        )
     except Exception:
         open_root(location, storage_options=storage_options)  # raises the precise StoreError
         raise
     check_format(ds.attrs, location)
-    ds = ds.load()
+    # the vertebra and axis coordinates are constants of the format: no need to read them
+    constants = {
+        VERTEBRA_DIM: np.asarray(VERTEBRA_LABELS, dtype=np.uint8),
+        AXIS_DIM: np.array(VOLUME_DIMS, dtype=np.dtypes.StringDType()),
+    }
+    ds = ds.assign_coords(
+        {name: (name, values, ds[name].attrs) for name, values in constants.items()}
+    )
+    ds = ds.set_xindex(CASE_DIM)  # reads the case ids: the one chunk opening costs
     ds.encoding["source"] = location if isinstance(location, Store) else os.fspath(location)
     ds.encoding["storage_options"] = dict(storage_options or {})
     return ds
