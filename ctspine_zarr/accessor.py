@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
+from zarr.abc.store import Store
 
 from .errors import CaseNotFoundError, StoreError
 from .schema import CASE_DIM, IMAGE, LABEL
+from .store import is_url, storage_options_of
 from .volume import open_volume
 
 __all__ = ["CTSpineAccessor"]
@@ -28,7 +32,10 @@ class CTSpineAccessor:
                 "this Dataset does not say which store it came from; open the catalogue "
                 "with ctspine_zarr.open(path) or xr.open_zarr(path)"
             )
-        return source, dict(self._ds.encoding.get("storage_options") or {})
+        options = self._ds.encoding.get("storage_options")
+        if options is None and not isinstance(source, Store) and is_url(source):
+            options = storage_options_of(self._ds)
+        return source, dict(options or {})
 
     def _check(self, case: str) -> str:
         ids = self._ds[CASE_DIM].values
@@ -73,3 +80,20 @@ class CTSpineAccessor:
         if not -n_z <= z < n_z:
             raise IndexError(f"slice index must lie in [0, {n_z}) for case {case!r}, but is {z}")
         return volume[[IMAGE, LABEL]].isel(z=z)
+
+    def to_nifti(self, case: str, path: str | os.PathLike, label: bool = False) -> Path:
+        """Write one case back to NIfTI in its original orientation, with its original header.
+
+        Parameters
+        ----------
+        case
+            The case id.
+        path
+            Local ``.nii`` or ``.nii.gz`` path.
+        label
+            Export the label map instead of the image.
+        """
+        from .export import to_nifti
+
+        location, options = self._location()
+        return to_nifti(location, self._check(case), path, label=label, storage_options=options)

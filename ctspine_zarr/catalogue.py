@@ -27,24 +27,15 @@ from .schema import (
     VERTEBRA_NAMES,
     VOLUME_DIMS,
 )
+from .store import refresh_listings
 
 __all__ = [
     "build_catalogue",
-    "compact_metadata",
     "complete_cases",
     "consolidate",
     "root_attrs",
     "write_catalogue",
 ]
-
-
-def compact_metadata() -> Any:
-    """Context in which zarr writes metadata documents as compact JSON (no indentation).
-
-    The consolidated metadata at the root holds every case's metadata; unindented it is
-    about a third of the size, which is what opening the store downloads and parses.
-    """
-    return zarr.config.set({"json_indent": None})
 
 
 def root_attrs() -> dict[str, Any]:
@@ -61,6 +52,7 @@ def root_attrs() -> dict[str, Any]:
 
 def complete_cases(root: zarr.Group) -> dict[str, dict[str, Any]]:
     """Return ``{case_id: attrs}`` of every case group marked complete, by a walk of the store."""
+    refresh_listings(root.store)
     if CASES_GROUP not in root:
         return {}
     cases = root[CASES_GROUP]
@@ -146,13 +138,12 @@ def build_catalogue(
 
 def write_catalogue(root: zarr.Group, catalogue: xr.Dataset) -> None:
     """Replace the root arrays of a writable store by ``catalogue``; does not consolidate."""
-    with compact_metadata():
-        for name in list(root.array_keys()):
-            del root[name]
-        if catalogue.sizes.get(CASE_DIM, 0) == 0:
-            root.attrs.put(dict(catalogue.attrs))
-            return
-        catalogue.to_zarr(root.store, mode="a", consolidated=False, zarr_format=3)
+    for name in list(root.array_keys()):
+        del root[name]
+    if catalogue.sizes.get(CASE_DIM, 0) == 0:
+        root.attrs.put(dict(catalogue.attrs))
+        return
+    catalogue.to_zarr(root.store, mode="a", consolidated=False, zarr_format=3)
 
 
 def consolidate(group: zarr.Group, *, attributes: Mapping[str, Any] | None = None) -> None:
@@ -165,6 +156,7 @@ def consolidate(group: zarr.Group, *, attributes: Mapping[str, Any] | None = Non
     ingest marks a case complete that way).
     """
     prototype = default_buffer_prototype()
+    refresh_listings(group.store)
     members = {}
     for name, array in group.arrays():
         document = array.metadata.to_buffer_dict(prototype)["zarr.json"]

@@ -35,6 +35,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         overwrite=args.overwrite,
         storage_options=_storage_options(args.storage_options),
+        raw_storage_options=_storage_options(args.raw_storage_options),
         codec=args.codec,
         progress=not args.quiet,
     )
@@ -49,6 +50,38 @@ def _cmd_info(args: argparse.Namespace) -> int:
     ds = open_store(args.store, storage_options=_storage_options(args.storage_options))
     print(describe(ds, location=args.store))
     return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import to_nifti
+
+    try:
+        path = to_nifti(
+            args.store,
+            args.case,
+            args.out,
+            label=args.label,
+            storage_options=_storage_options(args.storage_options),
+        )
+    except ValueError as err:
+        print(f"ctspine-zarr export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    report = verify(
+        args.store,
+        against=args.against,
+        storage_options=_storage_options(args.storage_options),
+        raw_storage_options=_storage_options(args.raw_storage_options),
+        progress=not args.quiet,
+    )
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -98,12 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scheduler",
         default="processes",
-        choices=("processes", "threads", "sync"),
-        help="dask scheduler for the per-case work",
+        help="processes (default), threads or sync for a local dask scheduler; a scheduler "
+        "address (tcp://host:8786) to run the cases on an existing dask.distributed cluster",
     )
     p.add_argument("--overwrite", action="store_true", help="replace what STORE holds")
     p.add_argument("--codec", default="default", help="image codec (see docs/format.md)")
     p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    p.add_argument("--raw-storage-options", help="fsspec options for RAW, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_ingest)
 
@@ -111,6 +145,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("export", help="write a case back to NIfTI with its original header")
+    p.add_argument("store")
+    p.add_argument("case")
+    p.add_argument("out", help="output .nii or .nii.gz path")
+    p.add_argument("--label", action="store_true", help="export the label map, not the image")
+    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("verify", help="check every chunk, the metadata and the catalogue")
+    p.add_argument("store")
+    p.add_argument("--against", metavar="RAW", help="also compare every case with its source")
+    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    p.add_argument("--raw-storage-options", help="fsspec options for RAW, as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_verify)
 
     p = sub.add_parser("synth", help="write a CTSpine1K-like raw tree")
     p.add_argument("dir")

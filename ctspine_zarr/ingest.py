@@ -24,7 +24,6 @@ from zarr.abc.store import Store
 
 from .catalogue import (
     build_catalogue,
-    compact_metadata,
     complete_cases,
     consolidate,
     root_attrs,
@@ -137,13 +136,15 @@ def _human(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
-def _fingerprint_matches(stored: dict[str, Any], case: RawCase) -> bool:
+def _fingerprint_matches(
+    stored: dict[str, Any], case: RawCase, raw_storage_options: dict[str, Any] | None
+) -> bool:
     files = stored.get("files", {})
     for role, path in (("image", case.image), ("label", case.label)):
         fp = files.get(role)
         if not fp or path is None:
             return False
-        fs, local = fsspec.core.url_to_fs(path)
+        fs, local = fsspec.core.url_to_fs(path, **(raw_storage_options or {}))
         try:
             info = fs.info(local)
         except FileNotFoundError:
@@ -185,7 +186,7 @@ def _write_case(
             IMAGE,
             shape=image.data.shape,
             dtype=image.data.dtype,
-            compressors=image_compressors(codec),
+            compressors=image_compressors(codec, sample=image.data),
             fill_value=0,
             attributes={"units": "HU", "long_name": "CT intensity (scaled voxel values)"},
             **common,
@@ -238,6 +239,7 @@ def ingest_case(
     store: str | os.PathLike | Store,
     *,
     storage_options: dict[str, Any] | None = None,
+    raw_storage_options: dict[str, Any] | None = None,
     codec: str = "default",
     slices_per_shard: int = SLICES_PER_SHARD,
 ) -> CaseOutcome:
@@ -249,8 +251,8 @@ def ingest_case(
         The pair to ingest.
     store
         The (already initialised) ctspine store.
-    storage_options
-        fsspec options for a URL store.
+    storage_options, raw_storage_options
+        fsspec options for a URL store and for URL source files.
     codec
         Image codec name (see :func:`ctspine_zarr.schema.image_compressors`).
     slices_per_shard
@@ -265,17 +267,16 @@ def ingest_case(
     outcome = CaseOutcome(case_id=case.case_id, source=case.source, status="ingested")
     try:
         assert case.image is not None and case.label is not None
-        fs, image_path = fsspec.core.url_to_fs(case.image)
-        _, label_path = fsspec.core.url_to_fs(case.label)
+        fs, image_path = fsspec.core.url_to_fs(case.image, **(raw_storage_options or {}))
+        _, label_path = fsspec.core.url_to_fs(case.label, **(raw_storage_options or {}))
         image, label = read_pair(image_path, label_path, case_id=case.case_id, fs=fs)
         zstore = to_store(store, storage_options=storage_options, read_only=False)
         root = zarr.open_group(zstore, mode="r+", use_consolidated=False)
         cases = root[CASES_GROUP]
         assert isinstance(cases, zarr.Group)
-        with compact_metadata():
-            outcome.bytes_out = _write_case(
-                cases, case, image, label, codec=codec, slices_per_shard=slices_per_shard
-            )
+        outcome.bytes_out = _write_case(
+            cases, case, image, label, codec=codec, slices_per_shard=slices_per_shard
+        )
         outcome.n_slices = int(image.data.shape[0])
         outcome.bytes_in = image.fingerprint.size + label.fingerprint.size
     except InvalidCaseError as err:
@@ -320,16 +321,26 @@ def _open_for_writing(
     return root
 
 
-def _run_tasks(
-    tasks: Sequence[Any],
+LOCAL_SCHEDULERS = ("processes", "threads", "sync")
+
+
+def _run_local(
+    cases: Sequence[RawCase],
+    location: Any,
+    options: dict[str, Any],
     *,
     scheduler: str,
     workers: int,
     on_done: Callable[[], None],
 ) -> list[CaseOutcome]:
-    """Compute dask delayed tasks on a local scheduler, calling ``on_done`` per finished case."""
+    """Ingest cases on a local dask scheduler, calling ``on_done`` per finished case."""
     from dask.callbacks import Callback
 
+    ingest_one = dask.delayed(ingest_case, pure=False)
+    tasks = [
+        ingest_one(case, location, **options, dask_key_name=f"ingest-{i}")
+        for i, case in enumerate(cases)
+    ]
     keys = {t.key for t in tasks}
 
     class _Progress(Callback):
@@ -341,16 +352,48 @@ def _run_tasks(
         if scheduler == "sync" or workers == 1:
             results = dask.compute(*tasks, scheduler="sync")
         else:
-            results = dask.compute(*tasks, scheduler=scheduler, num_workers=workers)
+            # chunksize=1: dask's process pool would otherwise hand out cases six at a time
+            results = dask.compute(*tasks, scheduler=scheduler, num_workers=workers, chunksize=1)
     return list(results)
+
+
+def _run_distributed(
+    cases: Sequence[RawCase],
+    location: Any,
+    options: dict[str, Any],
+    scheduler: Any,
+    *,
+    on_done: Callable[[], None],
+) -> list[CaseOutcome]:
+    """Ingest cases on a dask.distributed cluster (a Client or a scheduler address)."""
+    from distributed import Client, as_completed
+
+    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
+    try:
+        futures = client.map(
+            ingest_case,
+            list(cases),
+            store=location,
+            key=[f"ingest-{i}-{case.case_id}" for i, case in enumerate(cases)],
+            pure=False,
+            **options,
+        )
+        outcomes = []
+        for future in as_completed(futures):
+            outcomes.append(future.result())
+            on_done()
+        return outcomes
+    finally:
+        if client is not scheduler:
+            client.close()
 
 
 def ingest(
     raw: str | os.PathLike,
-    store: str | os.PathLike,
+    store: str | os.PathLike | Store,
     *,
     workers: int | None = None,
-    scheduler: str = "processes",
+    scheduler: Any = "processes",
     overwrite: bool = False,
     storage_options: dict[str, Any] | None = None,
     raw_storage_options: dict[str, Any] | None = None,
@@ -370,7 +413,9 @@ def ingest(
     workers
         Parallel cases (default: the number of CPUs).
     scheduler
-        ``"processes"`` (default), ``"threads"`` or ``"sync"``.
+        ``"processes"`` (default), ``"threads"`` or ``"sync"`` for a local dask scheduler;
+        a scheduler address (``"tcp://host:8786"``) or a ``distributed.Client`` to run the
+        cases on an existing cluster (every worker must reach RAW and STORE).
     overwrite
         Replace whatever ``store`` holds.
     storage_options, raw_storage_options
@@ -382,8 +427,8 @@ def ingest(
     progress
         Show a progress bar.
     report_path
-        Where to write the JSON report (default: ``<store>.ingest-report.json`` for a local
-        store, none for a URL).
+        Where to write the JSON report (default: ``<store>.ingest-report.json``, also for a
+        URL store).
 
     Returns
     -------
@@ -416,30 +461,29 @@ def ingest(
     done = complete_cases(root)
     todo: list[RawCase] = []
     for case in tree.cases:
-        if case.case_id in done and _fingerprint_matches(done[case.case_id], case):
+        stored = done.get(case.case_id)
+        if stored is not None and _fingerprint_matches(stored, case, raw_storage_options):
             report.outcomes.append(CaseOutcome(case.case_id, case.source, "skipped"))
         else:
             todo.append(case)
 
     workers = workers or os.cpu_count() or 1
     bar = _progress_bar(len(todo), enabled=progress)
-    location = store if is_url(store) else os.fspath(store)
-    ingest_one = dask.delayed(ingest_case, pure=False)
-    tasks = [
-        ingest_one(
-            case,
-            location,
-            storage_options=storage_options,
-            codec=codec,
-            slices_per_shard=slices_per_shard,
-            dask_key_name=f"ingest-{i}",
-        )
-        for i, case in enumerate(todo)
-    ]
+    location = store if isinstance(store, Store) or is_url(store) else os.fspath(store)
+    options = dict(
+        storage_options=storage_options,
+        raw_storage_options=raw_storage_options,
+        codec=codec,
+        slices_per_shard=slices_per_shard,
+    )
     try:
-        report.outcomes.extend(
-            _run_tasks(tasks, scheduler=scheduler, workers=workers, on_done=bar.update)
-        )
+        if scheduler in LOCAL_SCHEDULERS:
+            outcomes = _run_local(
+                todo, location, options, scheduler=scheduler, workers=workers, on_done=bar.update
+            )
+        else:
+            outcomes = _run_distributed(todo, location, options, scheduler, on_done=bar.update)
+        report.outcomes.extend(outcomes)
     finally:
         bar.close()
 
@@ -451,18 +495,24 @@ def ingest(
     report.catalogue_cases = len(rows)
     report.outcomes.sort(key=lambda o: o.case_id)
     report.seconds = time.perf_counter() - started
-    _write_report(report, store, report_path)
+    if report_path is not None or not isinstance(store, Store):
+        _write_report(report, store, report_path, storage_options if is_url(store) else None)
     return report
 
 
 def _write_report(
-    report: IngestReport, store: str | os.PathLike, report_path: str | os.PathLike | None
+    report: IngestReport,
+    store: Any,
+    report_path: str | os.PathLike | None,
+    storage_options: dict[str, Any] | None,
 ) -> None:
+    """Write the JSON report beside the store (``<store>.ingest-report.json``)."""
+    options = storage_options or {}
     if report_path is None:
-        if is_url(store):
-            return
         report_path = os.fspath(store).rstrip("/\\") + ".ingest-report.json"
-    with open(report_path, "w", encoding="utf-8") as fh:
+    elif not is_url(report_path):
+        options = {}
+    with fsspec.open(os.fspath(report_path), "w", encoding="utf-8", **options) as fh:
         json.dump(report.to_json(), fh, indent=2)
 
 

@@ -11,7 +11,7 @@ import gzip
 import hashlib
 import zlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import fsspec
 import nibabel as nib
@@ -30,7 +30,7 @@ __all__ = [
 
 #: Integer types tried in order for integral voxel values: the first that holds them wins.
 _INT_CANDIDATES = tuple(
-    np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
+    np.dtype(t) for t in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64")
 )
 _UNIT_TO_MM = {"mm": 1.0, "unknown": 1.0, "meter": 1000.0, "micron": 0.001}
 _AFFINE_ATOL_MM = 1e-3
@@ -78,8 +78,8 @@ class CanonicalVolume:
 def smallest_exact_dtype(values: np.ndarray) -> np.dtype:
     """Return the smallest dtype that holds every value of ``values`` exactly.
 
-    Integral values get the first of int8, uint8, int16, uint16, int32, uint32, int64 that
-    holds their range; other values float32 when that is exact, else float64.
+    Integral values get the first of int8, uint8, int16, uint16, int32, uint32, int64,
+    uint64 that holds their range; other values float32 when that is exact, else float64.
 
     Parameters
     ----------
@@ -267,7 +267,9 @@ def read_volume(
     img = _image_from_bytes(raw, path, case_id)
     notes = _check_geometry(img, path, case_id)
     values = _voxel_values(img, path, case_id)
-    header_bytes = raw[: int(img.header["vox_offset"])] or img.header.binaryblock
+    # the file's own bytes before the voxels (header and extensions); nibabel resets
+    # vox_offset and scl_slope/scl_inter in the header of a loaded image
+    header_bytes = raw[: int(cast(Any, img.dataobj).offset)]
     del raw
     if label:
         values = _label_values(values, path, case_id)

@@ -6,7 +6,7 @@ See ``docs/format.md`` for the prose description.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final, Literal
 
 #: Version of the on-disk layout, stored in the root attrs under :data:`FORMAT_KEY`.
 FORMAT_VERSION: Final = 1
@@ -61,13 +61,18 @@ SLICES_PER_SHARD: Final = 32
 COMPLETE_KEY: Final = "complete"
 
 
-def image_compressors(codec: str = "default") -> list:
+def image_compressors(codec: str = "default", *, sample: Any = None) -> list:
     """Return the zarr v3 bytes-to-bytes codecs for ``image`` chunks (checksum last).
 
     Parameters
     ----------
     codec
-        ``"default"``: Blosc-zstd with bit shuffle, readable by any Zarr v3 reader.
+        ``"default"``: Blosc-zstd level 5, readable by any Zarr v3 reader. Byte shuffle
+        suits real CT best (0.80x gzip-6 on a real 512x512 slice against 0.87x with bit
+        shuffle), bit shuffle suits smooth, air-poor volumes; see ``docs/codecs.md``.
+    sample
+        The case's ``[z, y, x]`` voxels: when given, the shuffle is chosen per case by
+        compressing three slices both ways (about 1% of the work of writing the case).
 
     Returns
     -------
@@ -75,9 +80,27 @@ def image_compressors(codec: str = "default") -> list:
     """
     from zarr.codecs import BloscCodec, Crc32cCodec
 
-    if codec == "default":
-        return [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), Crc32cCodec()]
-    raise ValueError(f"codec must be one of {IMAGE_CODEC_CHOICES}, but is {codec!r}")
+    if codec != "default":
+        raise ValueError(f"codec must be one of {IMAGE_CODEC_CHOICES}, but is {codec!r}")
+    shuffle: Literal["shuffle", "bitshuffle"] = (
+        "shuffle" if sample is None else _smaller_shuffle(sample)
+    )
+    return [BloscCodec(cname="zstd", clevel=5, shuffle=shuffle), Crc32cCodec()]
+
+
+def _smaller_shuffle(volume: Any) -> Literal["shuffle", "bitshuffle"]:
+    """Return the Blosc shuffle (byte or bit) that compresses three sample slices smaller."""
+    import numcodecs
+    import numpy as np
+
+    n_z = volume.shape[0]
+    picks = sorted({n_z // 4, n_z // 2, (3 * n_z) // 4})
+    sizes = {}
+    modes = {"shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": numcodecs.Blosc.BITSHUFFLE}
+    for name, mode in modes.items():
+        codec = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=mode)
+        sizes[name] = sum(len(codec.encode(np.ascontiguousarray(volume[z]))) for z in picks)
+    return "shuffle" if sizes["shuffle"] <= sizes["bitshuffle"] else "bitshuffle"
 
 
 IMAGE_CODEC_CHOICES: Final = ("default",)

@@ -38,8 +38,10 @@ _store_cache: dict[tuple, Store] = {}
 _cache_lock = threading.Lock()
 
 
-def is_url(location: str | os.PathLike) -> bool:
+def is_url(location: Any) -> bool:
     """Whether ``location`` is an fsspec URL other than a plain local path."""
+    if isinstance(location, Store):
+        return False
     text = str(location)
     return "://" in text and not text.startswith("file://")
 
@@ -162,9 +164,14 @@ def case_group(
             zarr_format=3,
             use_consolidated=True,
         )
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         root = open_root(location, storage_options=storage_options)
         raise CaseNotFoundError(case_id, _case_ids(root)) from None
+    except ValueError as err:  # the group exists without its consolidated metadata
+        raise StoreError(
+            f"{location}: case {case_id!r} has no consolidated metadata (an unfinished write); "
+            "run the ingest again"
+        ) from err
     with _cache_lock:
         _case_cache[key] = group
     return group
@@ -220,6 +227,36 @@ def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
     ds.encoding["source"] = location if isinstance(location, Store) else os.fspath(location)
     ds.encoding["storage_options"] = dict(storage_options or {})
     return ds
+
+
+def refresh_listings(store: Store) -> None:
+    """Drop the directory listings an fsspec filesystem cached (s3fs does), before a walk."""
+    fs = getattr(store, "fs", None)
+    if fs is not None and hasattr(fs, "invalidate_cache"):
+        fs.invalidate_cache()
+
+
+def storage_options_of(ds: xr.Dataset) -> dict[str, Any] | None:
+    """Return the fsspec storage options a Dataset from ``xr.open_zarr`` was opened with.
+
+    ``xr.open_zarr(url, storage_options=...)`` keeps them only inside the zarr store behind
+    its lazy variables; the accessor needs them to reach the cases of the same store.
+    Returns None when no fsspec-backed zarr array is found (local or loaded Datasets).
+    """
+    for variable in ds.variables.values():
+        data = variable.data if variable.chunks is not None else None
+        graph = getattr(data, "dask", None)
+        if graph is None:
+            continue
+        for task in dict(graph).values():
+            node, depth = task, 0
+            while node is not None and depth < 8 and not isinstance(node, zarr.Array):
+                node = getattr(node, "array", None) or getattr(node, "_array", None)
+                depth += 1
+            if isinstance(node, zarr.Array):
+                fs = getattr(node.store, "fs", None)
+                return dict(getattr(fs, "storage_options", {}) or {})
+    return None
 
 
 def forget(location: str | os.PathLike | Store) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import dask.array as da
@@ -25,6 +26,24 @@ from .schema import (
 from .store import case_group
 
 __all__ = ["axis_coordinates", "open_volume"]
+
+
+def _reset_dask_thread_pools() -> None:
+    """Forget dask's thread pools in a forked child: their threads did not survive the fork.
+
+    Without this, computing a lazy volume in a fork-started worker (a PyTorch DataLoader or
+    a multiprocessing pool) after the parent computed one waits forever on the parent's
+    pool. zarr and fsspec reset their own event loops after a fork the same way.
+    """
+    import dask.threaded
+
+    dask.threaded.pools_lock = threading.Lock()
+    dask.threaded.default_pool = None
+    dask.threaded.pools.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_dask_thread_pools)
 
 
 def axis_coordinates(affine: np.ndarray, shape_zyx: tuple[int, ...]) -> dict[str, np.ndarray]:

@@ -70,3 +70,61 @@ def counting_store(store: Path) -> Iterator[CountingStore]:
     wrapped = CountingStore(zarr.storage.LocalStore(store, read_only=True))
     yield wrapped
     ctspine_zarr.store.forget(wrapped)
+
+
+class _RequestLog:
+    """WSGI middleware that records every request: (method, path, Range header)."""
+
+    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        self.app = app
+        self.requests: list[tuple[str, str, str | None]] = []
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        self.requests.append(
+            (environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE"))
+        )
+        return self.app(environ, start_response)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[tuple[str, _RequestLog]]:
+    """A real S3-compatible server (moto in server mode) on 127.0.0.1 and a free port."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    log = _RequestLog(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, log, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", log
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def s3(s3_server: tuple[str, _RequestLog], request: pytest.FixtureRequest):
+    """A fresh bucket on the S3 server: ``(bucket url, storage options, request log)``."""
+    import s3fs
+
+    endpoint, log = s3_server
+    options = {
+        "endpoint_url": endpoint,
+        "key": "testing",
+        "secret": "testing",
+    }
+    bucket = "b" + str(abs(hash(request.node.nodeid)) % 10**10)
+    fs = s3fs.S3FileSystem(**options)
+    fs.mkdir(bucket)
+    yield f"s3://{bucket}", options, log
+    fs.rm(bucket, recursive=True)

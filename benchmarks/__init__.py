@@ -1,0 +1,1 @@
+"""Benchmarks of ctspine_zarr (run one with ``python -m benchmarks.<name>``)."""
