@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,14 @@ __all__ = ["case_group", "is_url", "open", "open_root", "to_store"]
 _cache: dict[tuple, zarr.Group] = {}
 _case_cache: dict[tuple, zarr.Group] = {}
 _store_cache: dict[tuple, Store] = {}
+_other_caches: list[MutableMapping[tuple, Any]] = []
+
+
+def register_cache(cache: MutableMapping[tuple, Any]) -> None:
+    """Have :func:`forget` also clear ``cache``, keyed like :func:`cache_key` + more."""
+    _other_caches.append(cache)
+
+
 _cache_lock = threading.Lock()
 
 
@@ -73,14 +82,14 @@ def _where(location: Any) -> Any:
     return text if is_url(text) else os.path.abspath(text.removeprefix("file://"))
 
 
-def _cache_key(location: Any, storage_options: dict[str, Any] | None) -> tuple:
+def cache_key(location: Any, storage_options: dict[str, Any] | None) -> tuple:
     options = json.dumps(storage_options or {}, sort_keys=True, default=str)
     return (os.getpid(), _where(location), options)
 
 
 def _read_store(location: Any, storage_options: dict[str, Any] | None) -> Store:
     """Return a read-only store for ``location``, one per process (fork-safe)."""
-    key = _cache_key(location, storage_options)
+    key = cache_key(location, storage_options)
     with _cache_lock:
         store = _store_cache.get(key)
     if store is None:
@@ -104,7 +113,7 @@ def open_root(
     StoreError
         When the location is not a ctspine store or its format version is unsupported.
     """
-    key = _cache_key(location, storage_options)
+    key = cache_key(location, storage_options)
     with _cache_lock:
         group = _cache.get(key)
     if group is not None:
@@ -151,7 +160,7 @@ def case_group(
 
     The case's own consolidated metadata is read once per process (one request).
     """
-    key = (*_cache_key(location, storage_options), case_id)
+    key = (*cache_key(location, storage_options), case_id)
     with _cache_lock:
         group = _case_cache.get(key)
     if group is not None:
@@ -263,6 +272,7 @@ def forget(location: str | os.PathLike | Store) -> None:
     """Drop cached root groups of ``location`` (after the store was written)."""
     with _cache_lock:
         where = _where(location)
-        for cache in (_cache, _case_cache, _store_cache):
+        caches: list[MutableMapping[tuple, Any]] = [_cache, _case_cache, _store_cache]
+        for cache in caches + _other_caches:
             for key in [k for k in cache if k[1] == where]:
                 del cache[key]
