@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
@@ -14,6 +15,9 @@ from .errors import CaseNotFoundError, StoreError
 from .schema import CASE_DIM, IMAGE, LABEL
 from .store import is_url, storage_options_of
 from .volume import open_volume
+
+if TYPE_CHECKING:
+    from .stats import DatasetStats
 
 __all__ = ["CTSpineAccessor"]
 
@@ -97,3 +101,38 @@ class CTSpineAccessor:
 
         location, options = self._location()
         return to_nifti(location, self._check(case), path, label=label, storage_options=options)
+
+    def stats(
+        self,
+        split: str | Sequence[str] | None = None,
+        *,
+        cases: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> DatasetStats:
+        """Compute the dataset statistics of this catalogue's cases (runs the dask graph).
+
+        Parameters
+        ----------
+        split
+            Only cases of this split (or these splits).
+        cases
+            Only these cases (default: every case of this catalogue).
+        **kwargs
+            Passed to :func:`ctspine_zarr.stats.compute_stats` (``scheduler``, ``workers``,
+            ``progress``, ``fingerprint_samples``, ...).
+
+        Returns
+        -------
+        ctspine_zarr.stats.DatasetStats
+            ``.vertebrae``, ``.cases``, ``.fingerprint``, ``.summary``; ``.to_dir(path)``.
+        """
+        from .stats import compute_stats
+
+        location, options = self._location()
+        return compute_stats(
+            location,
+            split=split,
+            cases=self.case_ids() if cases is None else cases,
+            storage_options=options or None,
+            **kwargs,
+        )

@@ -84,6 +84,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .stats import run_command
+
+    return run_command(args)
+
+
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .synthetic import make_raw_tree
 
@@ -161,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-storage-options", help="fsspec options for RAW, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_verify)
+
+    from .stats import add_arguments as add_stats_arguments
+
+    p = sub.add_parser(
+        "stats", help="per-vertebra and per-case statistics, split summaries, HU fingerprint"
+    )
+    add_stats_arguments(p)
+    p.set_defaults(func=_cmd_stats)
 
     p = sub.add_parser("synth", help="write a CTSpine1K-like raw tree")
     p.add_argument("dir")
