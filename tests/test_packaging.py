@@ -9,8 +9,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+#: conda-forge names of packages whose PyPI name differs.
+CONDA_TO_PYPI = {"python-isal": "isal"}
+
+
 def _name(requirement: str) -> str:
-    return re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    name = re.split(r"[<>=!~\[ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+    return CONDA_TO_PYPI.get(name, name)
 
 
 def _bound(requirement: str) -> str:
