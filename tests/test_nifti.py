@@ -126,3 +126,41 @@ def test_label_checks(tmp_path: Path) -> None:
     ok = _save(tmp_path / "f.nii.gz", np.full((4, 4, 4), 22.0, np.float32))
     _, label = read_pair(str(image), str(ok), case_id="f")
     assert label.data.dtype == np.uint8 and (label.data == 22).all()
+
+
+def test_disagreeing_qform_and_sform_are_refused(tmp_path: Path) -> None:
+    img = nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.diag([1.0, 1.0, 2.0, 1.0]))
+    shifted = img.affine.copy()
+    shifted[0, 3] += 5.0
+    img.set_qform(img.affine, code=1)
+    img.set_sform(shifted, code=2)
+    nib.save(img, tmp_path / "q.nii.gz")
+    with pytest.raises(InvalidCaseError, match="qform and sform disagree"):
+        read_volume(str(tmp_path / "q.nii.gz"), case_id="q")
+
+
+def test_zero_voxel_size_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "z.nii"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), None), path)
+    raw = bytearray(path.read_bytes())
+    raw[88:92] = np.float32(0.0).tobytes()  # pixdim[3], the slice thickness
+    path.write_bytes(bytes(raw))
+    assert nib.load(path).header["pixdim"][3] == 0
+    with pytest.raises(InvalidCaseError, match="positive and finite"):
+        read_volume(str(path), case_id="z")
+
+
+def test_nan_and_inf_in_a_float_image_are_kept_and_flagged(tmp_path: Path) -> None:
+    data = np.random.default_rng(1).normal(0, 100, (5, 4, 3)).astype(np.float32)
+    data[0, 0, 0], data[1, 2, 0] = np.nan, np.inf
+    vol = read_volume(str(_save(tmp_path / "f.nii.gz", data)), case_id="f")
+    assert vol.has_nonfinite and vol.data.dtype == np.float32
+    np.testing.assert_array_equal(vol.data, data.transpose(2, 1, 0))  # NaN positions equal
+
+
+def test_no_geometry_is_noted(tmp_path: Path) -> None:
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), None), tmp_path / "g.nii.gz")
+    header = nib.load(tmp_path / "g.nii.gz").header
+    assert header["qform_code"] == header["sform_code"] == 0
+    vol = read_volume(str(tmp_path / "g.nii.gz"), case_id="g")
+    assert any("no geometry" in note for note in vol.warnings)
