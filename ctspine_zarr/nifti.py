@@ -230,10 +230,13 @@ def _integral_scaled(img: nib.Nifti1Image) -> np.ndarray | None:
     return values
 
 
-def _check_geometry(img: nib.Nifti1Image, path: str, case_id: str) -> list[str]:
+def _check_geometry(img: nib.Nifti1Image, raw: bytes, path: str, case_id: str) -> list[str]:
     header = img.header
     notes: list[str] = []
-    zooms = np.asarray(header.get_zooms()[:3], dtype=float)
+    # the file's own pixdim: nibabel silently replaces a zero voxel size by 1 when it loads
+    size = header.sizeof_hdr
+    on_disk = type(header)(raw[:size], endianness=header.endianness, check=False)
+    zooms = np.asarray(on_disk["pixdim"][1:4], dtype=float)
     if not (np.isfinite(zooms).all() and (zooms > 0).all()):
         raise InvalidCaseError(
             case_id,
@@ -300,7 +303,7 @@ def read_volume(
     raw = _gunzip(data, path, case_id)
     del data
     img = _image_from_bytes(raw, path, case_id)
-    notes = _check_geometry(img, path, case_id)
+    notes = _check_geometry(img, raw, path, case_id)
     values = _voxel_values(img, path, case_id)
     # the file's own bytes before the voxels (header and extensions); nibabel resets
     # vox_offset and scl_slope/scl_inter in the header of a loaded image
