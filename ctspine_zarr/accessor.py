@@ -17,6 +17,8 @@ from .store import is_url, storage_options_of
 from .volume import open_volume
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
     from .stats import DatasetStats
 
 __all__ = ["CTSpineAccessor"]
@@ -134,5 +136,46 @@ class CTSpineAccessor:
             split=split,
             cases=self.case_ids() if cases is None else cases,
             storage_options=options or None,
+            **kwargs,
+        )
+
+    def plot(
+        self,
+        case: str,
+        *,
+        z: int | None = None,
+        plane: str = "all",
+        window: str | tuple[float, float] = "bone",
+        **kwargs: Any,
+    ) -> Figure:
+        """Draw a quick look of one case: CT planes in a window, the labels, a legend.
+
+        Parameters
+        ----------
+        case
+            The case id.
+        z
+            Axial slice index (default: the middle of the labelled slices).
+        plane
+            ``"all"``, ``"axial"``, ``"coronal"`` or ``"sagittal"``.
+        window
+            ``"bone"`` (W 1800, L 400), ``"soft"`` (W 400, L 40), ``"W,L"`` or ``(W, L)``.
+        **kwargs
+            Passed to :func:`ctspine_zarr.show.plot_case` (``y``, ``x``, ``alpha``, ...).
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+        """
+        from .show import plot_case
+
+        location, options = self._location()
+        return plot_case(
+            location,
+            self._check(case),
+            z=z,
+            plane=plane,
+            window=window,
+            storage_options=options,
             **kwargs,
         )

@@ -84,6 +84,26 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .show import save_case_png
+
+    try:
+        path = save_case_png(
+            args.store,
+            args.case,
+            args.out,
+            z=args.z,
+            plane=args.plane,
+            window=args.window,
+            storage_options=_storage_options(args.storage_options),
+        )
+    except (ValueError, IndexError) as err:
+        print(f"ctspine-zarr show: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
     from .stats import run_command
 
@@ -167,6 +187,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw-storage-options", help="fsspec options for RAW, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser("show", help="write a quick-look PNG of a case: planes, labels, legend")
+    p.add_argument("store")
+    p.add_argument("case")
+    p.add_argument(
+        "--z", type=int, metavar="K", help="axial slice (default: middle of the labelled slices)"
+    )
+    p.add_argument("--plane", choices=("axial", "coronal", "sagittal", "all"), default="all")
+    p.add_argument(
+        "--window", default="bone", help="bone (W 1800, L 400), soft (W 400, L 40) or W,L in HU"
+    )
+    p.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write")
+    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    p.set_defaults(func=_cmd_show)
 
     from .stats import add_arguments as add_stats_arguments
 

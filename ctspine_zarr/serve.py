@@ -87,6 +87,11 @@ class _RangeHandler(SimpleHTTPRequestHandler):
         self._remaining = None
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 stalls bursts of concurrent range requests
+    request_queue_size = 128
+
+
 @contextmanager
 def serve_directory(
     directory: str | os.PathLike, *, host: str = "127.0.0.1", port: int = 0
@@ -109,7 +114,7 @@ def serve_directory(
     """
     record: list[tuple[str, str, str | None]] = []
     handler = type("Handler", (_RangeHandler,), {"record": record})
-    server = ThreadingHTTPServer((host, port), partial(handler, directory=os.fspath(directory)))
+    server = _Server((host, port), partial(handler, directory=os.fspath(directory)))
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
