@@ -76,14 +76,30 @@ class _RequestLog:
     """WSGI middleware that records every request: (method, path, Range header)."""
 
     def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
+        import threading
+
         self.app = app
         self.requests: list[tuple[str, str, str | None]] = []
+        self.delay = 0.0  # seconds added to each GET, to make overlapping requests visible
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
 
     def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
-        self.requests.append(
-            (environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE"))
-        )
-        return self.app(environ, start_response)
+        import time
+
+        method = environ["REQUEST_METHOD"]
+        self.requests.append((method, environ.get("PATH_INFO", ""), environ.get("HTTP_RANGE")))
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.delay and method == "GET":
+                time.sleep(self.delay)
+            return self.app(environ, start_response)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
 
 @pytest.fixture(scope="session")

@@ -172,3 +172,74 @@ def test_ingest_on_a_distributed_cluster_bucket_to_bucket(s3, small_tree) -> Non
         np.testing.assert_array_equal(
             ds.ctspine.image(case.case_id).values, _expected(case.image_path)
         )
+
+
+def test_a_whole_volume_is_read_with_concurrent_requests(s3, small_tree) -> None:
+    bucket, options, log = s3
+    url = f"{bucket}/s.zarr"
+    raw, cases = small_tree
+    assert ctspine_zarr.ingest(
+        raw, url, workers=1, storage_options=options, progress=False, slices_per_shard=4
+    ).ok
+    case = max(cases, key=lambda c: nib.load(c.image_path).shape[2])
+    vol = ctspine_zarr.open(url, storage_options=options).ctspine.volume(case.case_id)
+    log.delay, log.max_in_flight = 0.05, 0
+    try:
+        values = vol.image.values
+    finally:
+        log.delay = 0.0
+    np.testing.assert_array_equal(values, _expected(case.image_path))
+    assert vol.sizes["z"] > 8 and log.max_in_flight >= 2, log.max_in_flight
+
+
+def test_an_interrupted_ingest_into_a_bucket_resumes(s3, tmp_path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    bucket, options, _ = s3
+    url = f"{bucket}/s.zarr"
+    raw = tmp_path / "raw"
+    cases = make_raw_tree(raw, n_cases=5, shape=(96, 96), n_slices=(60, 80), seed=4)
+    fs = fsspec.filesystem("s3", **options)
+
+    def complete() -> set[str]:
+        fs.invalidate_cache()
+        done = set()
+        for key in fs.glob(f"{url}/cases/*/zarr.json"):
+            if json.loads(fs.cat_file(key)).get("attributes", {}).get("complete") is True:
+                done.add(key.split("/")[-2])
+        return done
+
+    command = [
+        sys.executable,
+        "-m",
+        "ctspine_zarr.cli",
+        "ingest",
+        str(raw),
+        url,
+        "--workers",
+        "1",
+        "--quiet",
+        "--storage-options",
+        json.dumps(options),
+    ]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and child.poll() is None and not complete():
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "the ingest finished before it was killed"
+    before = complete()
+    assert 1 <= len(before) < len(cases)
+    report = ctspine_zarr.ingest(raw, url, workers=1, storage_options=options, progress=False)
+    assert report.ok
+    assert {o.case_id for o in report.outcomes if o.status == "skipped"} == before
+    ds = ctspine_zarr.open(url, storage_options=options)
+    for case in cases:
+        np.testing.assert_array_equal(
+            ds.ctspine.labels(case.case_id).values, _expected(case.label_path)
+        )
