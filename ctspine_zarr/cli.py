@@ -156,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="parallel cases (default: CPUs)")
     p.add_argument(
         "--scheduler",
-        default="processes",
-        help="processes (default), threads or sync for a local dask scheduler; a scheduler "
+        default="threads",
+        help="threads (default), processes or sync for a local dask scheduler; a scheduler "
         "address (tcp://host:8786) to run the cases on an existing dask.distributed cluster",
     )
     p.add_argument("--overwrite", action="store_true", help="replace what STORE holds")
