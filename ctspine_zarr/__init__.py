@@ -9,8 +9,10 @@ __version__ = "0.1.0"
 
 from . import accessor as _accessor  # noqa: E402,F401  (registers ds.ctspine)
 from .errors import CaseNotFoundError, CTSpineError, InvalidCaseError, StoreError  # noqa: E402
+from .export import to_nifti  # noqa: E402
 from .ingest import IngestReport, ingest  # noqa: E402
 from .store import open  # noqa: E402,A004
+from .verify import VerifyReport, verify  # noqa: E402
 
 __all__ = [
     "CTSpineError",
@@ -18,7 +20,10 @@ __all__ = [
     "IngestReport",
     "InvalidCaseError",
     "StoreError",
+    "VerifyReport",
     "__version__",
     "ingest",
     "open",
+    "to_nifti",
+    "verify",
 ]
