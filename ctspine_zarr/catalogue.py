@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -172,8 +172,3 @@ def consolidate(group: zarr.Group, *, attributes: Mapping[str, Any] | None = Non
     payload = json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
     key = f"{group.path}/zarr.json" if group.path else "zarr.json"
     sync(group.store.set(key, prototype.buffer.from_bytes(payload)))
-
-
-def vertebra_names(labels: Sequence[int]) -> list[str]:
-    """Return the VerSe names of label values (``22`` -> ``"L3"``)."""
-    return [VERTEBRA_NAMES.get(int(v), str(v)) for v in labels]

@@ -48,11 +48,6 @@ class LabelIndex:
                 out[str(value)] = {"voxels": int(self.voxel_count[i]), "box": box}
         return out
 
-    @property
-    def present(self) -> list[int]:
-        """The VerSe labels the case holds, in ascending order."""
-        return [lab for lab, n in zip(VERTEBRA_LABELS, self.voxel_count, strict=True) if n > 0]
-
 
 def index_labels(label: np.ndarray) -> LabelIndex:
     """Index a ``uint8 [z, y, x]`` label map.

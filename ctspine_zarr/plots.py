@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from .schema import L6_LABEL, T13_LABEL, VERTEBRA_NAMES
+from .schema import ANATOMICAL_ORDER, L6_LABEL, T13_LABEL, VERTEBRA_NAMES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 #: VerSe labels in cranio-caudal order (T13 after T12, L6 after L5).
-ANATOMICAL_ORDER: Final[tuple[int, ...]] = (*range(1, 20), T13_LABEL, *range(20, 28))
 _REGIONS: Final = (
     ("cervical (C1-C7)", tuple(range(1, 8))),
     ("thoracic (T1-T13)", (*range(8, 20), T13_LABEL)),

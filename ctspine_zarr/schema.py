@@ -50,6 +50,8 @@ VERTEBRA_LABELS: Final = tuple(VERTEBRA_NAMES)
 MAX_LABEL: Final = max(VERTEBRA_LABELS)
 L6_LABEL: Final = 25
 T13_LABEL: Final = 28
+#: Every VerSe label in cranio-caudal order: T13 between T12 and L1, L6 after L5.
+ANATOMICAL_ORDER: Final[tuple[int, ...]] = (*range(1, 20), T13_LABEL, *range(20, 28))
 
 #: The four CTSpine1K sources, as folder names of the Hugging Face copy.
 SOURCES: Final = ("COLONOG", "HNSCC-3DCT-RT", "MSD-T10", "COVID-19")

@@ -43,8 +43,8 @@ import xarray as xr
 import zarr
 from zarr.abc.store import Store
 
-from .plots import ANATOMICAL_ORDER, vertebra_colours
-from .schema import IMAGE, LABEL, MAX_LABEL, VERTEBRA_NAMES
+from .plots import vertebra_colours
+from .schema import ANATOMICAL_ORDER, IMAGE, LABEL, MAX_LABEL, VERTEBRA_NAMES
 from .store import case_group
 from .volume import axis_coordinates
 

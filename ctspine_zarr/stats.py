@@ -86,6 +86,7 @@ from dask.delayed import Delayed, delayed
 from . import __version__
 from .errors import CaseNotFoundError, StoreError
 from .schema import (
+    ANATOMICAL_ORDER,
     IMAGE,
     L6_LABEL,
     LABEL,
@@ -122,7 +123,6 @@ NNUNET_SEED: Final = 1234
 #: Percentiles of the vertebra table and the fingerprint (nnU-Net's 0.5 / 50 / 99.5).
 PERCENTILES: Final = (0.5, 50.0, 99.5)
 #: VerSe labels in cranio-caudal order (T13 after T12, L6 after L5).
-ANATOMICAL_ORDER: Final[tuple[int, ...]] = (*range(1, 20), T13_LABEL, *range(20, 28))
 #: Key of the statistics in the store's root attrs (``--write-to-store``).
 STORE_ATTR: Final = "stats"
 #: Name of the group of all requested cases in the fingerprint and the summaries.

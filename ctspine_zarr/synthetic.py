@@ -34,7 +34,14 @@ import numpy as np
 import numpy.typing as npt
 from nibabel import orientations as nio
 
-from ctspine_zarr.schema import L6_LABEL, SOURCES, SPLIT_SECTIONS, T13_LABEL, VERTEBRA_NAMES
+from ctspine_zarr.schema import (
+    ANATOMICAL_ORDER,
+    L6_LABEL,
+    SOURCES,
+    SPLIT_SECTIONS,
+    T13_LABEL,
+    VERTEBRA_NAMES,
+)
 
 __all__ = [
     "HU_MAX",
@@ -57,14 +64,7 @@ _SACRUM: Final = 26
 _COCCYX: Final = 27
 
 #: Every VerSe label in cranio-caudal order, including the optional T13 and L6.
-SPINE_ORDER: Final[tuple[int, ...]] = (
-    *range(1, 20),
-    T13_LABEL,
-    *range(20, 25),
-    L6_LABEL,
-    _SACRUM,
-    _COCCYX,
-)
+SPINE_ORDER: Final[tuple[int, ...]] = ANATOMICAL_ORDER
 
 _SPLIT_FILE_SECTIONS: Final = tuple(SPLIT_SECTIONS)
 _NO_SECTION: Final = ""
