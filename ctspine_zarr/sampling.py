@@ -31,36 +31,23 @@ layout are read with ``zarr.Array.__getitem__``.
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing.context
 import operator
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from multiprocessing.sharedctypes import RawValue
-from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 import zarr
-from numcodecs.blosc import decompress as blosc_decompress
-from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec, SupportsSyncCodec
-from zarr.abc.store import RangeByteRequest, Store, SuffixByteRequest
-from zarr.codecs import BloscCodec, BytesCodec
+from zarr.abc.store import Store
 from zarr.codecs.bytes import Endian
-from zarr.codecs.sharding import ShardingCodec, ShardingCodecIndexLocation
-from zarr.core.array_spec import ArrayConfig, ArraySpec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
-from zarr.storage import LocalStore
 
 from .schema import (
     CASE_DIM,
-    IMAGE,
-    LABEL,
     SLICE_VERTEBRAE,
     SOURCES,
     SPLITS,
@@ -68,6 +55,7 @@ from .schema import (
     VERTEBRA_LABELS,
     VERTEBRA_NAMES,
 )
+from .slicereader import CaseReaders, Request, case_readers, read_blocks
 from .store import case_group
 from .store import open as open_catalogue
 
@@ -117,337 +105,6 @@ def parse_vertebra(vertebra: int | str) -> int:
         return int(vertebra)
     names = ", ".join(VERTEBRA_NAMES.values())
     raise ValueError(f"vertebra must be a VerSe label 1-28 or one of {names}; got {vertebra!r}")
-
-
-# --------------------------------------------------------------------------------------------
-# Lean chunk reads
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class _Layout:
-    """How to read a ``(z, y, x)`` array sharded along z with one slice per inner chunk."""
-
-    store: Store
-    local_root: Path | None
-    prefix: str
-    metadata: Any
-    shard_z: int
-    index_size: int
-    index_at_end: bool
-    index_codecs: tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]]
-    index_spec: ArraySpec
-    chunk_codecs: tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]]
-    chunk_spec: ArraySpec
-    fill_value: Any
-    #: dtype of a chunk when its first decode step is Blosc into native-endian bytes, else None
-    blosc_dtype: np.dtype[Any] | None
-
-    @classmethod
-    def of(cls, array: zarr.Array) -> _Layout | None:
-        """Return the layout of ``array``, or None when the lean path does not apply."""
-        meta: Any = array.metadata
-        codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
-        if array.ndim != 3 or len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
-            return None
-        sharding = codecs[0]
-        shard = tuple(meta.chunk_grid.chunk_shape)
-        if tuple(sharding.chunk_shape) != (1, *shard[1:]) or shard[1:] != array.shape[1:]:
-            return None
-        chunk_codecs = _split_codecs(sharding.codecs)
-        index_codecs = _split_codecs(sharding.index_codecs)
-        if chunk_codecs is None or index_codecs is None:
-            return None
-        store = array.store_path.store
-        chunks_per_shard = (shard[0], 1, 1)
-        native = np.dtype(meta.data_type.to_native_dtype())
-        array_bytes, bytes_bytes = chunk_codecs
-        blosc = (
-            bytes_bytes
-            and isinstance(bytes_bytes[0], BloscCodec)
-            and isinstance(array_bytes, BytesCodec)
-            and (native.itemsize == 1 or array_bytes.endian == _NATIVE)
-        )
-        config = ArrayConfig(order="C", write_empty_chunks=False)
-        chunk_spec = ArraySpec(
-            shape=tuple(sharding.chunk_shape),
-            dtype=meta.data_type,
-            fill_value=meta.fill_value,
-            config=config,
-            prototype=default_buffer_prototype(),
-        )
-        return cls(
-            store=store,
-            local_root=Path(store.root) if isinstance(store, LocalStore) else None,
-            prefix=array.store_path.path,
-            metadata=meta,
-            shard_z=shard[0],
-            index_size=sharding._shard_index_size(chunks_per_shard),
-            index_at_end=sharding.index_location == ShardingCodecIndexLocation.end,
-            index_codecs=index_codecs,
-            index_spec=sharding._get_index_chunk_spec(chunks_per_shard),
-            chunk_codecs=chunk_codecs,
-            chunk_spec=chunk_spec,
-            fill_value=meta.fill_value,
-            blosc_dtype=native if blosc else None,
-        )
-
-    def key(self, shard: int) -> str:
-        """Store key of shard number ``shard`` along z."""
-        return f"{self.prefix}/{self.metadata.encode_chunk_key((shard, 0, 0))}"
-
-    def decode_index(self, data: bytes) -> np.ndarray:
-        """Return the ``uint64 [shard_z, 2]`` (offset, length) table of an encoded shard index."""
-        array = _decode(data, self.index_codecs, self.index_spec)
-        return np.asarray(array).reshape(self.shard_z, 2)
-
-    def decode_chunk(self, data: bytes, scratch: dict[int, np.ndarray]) -> np.ndarray:
-        """Decode one encoded inner chunk to a ``[Y, X]`` array.
-
-        A Blosc chunk is decompressed into a buffer from ``scratch`` (reused by the caller
-        for the chunks of one batch: fresh memory costs more than the decompression); the
-        result is then a view of that buffer, valid until the next call.
-        """
-        if self.blosc_dtype is None:
-            return np.asarray(_decode(data, self.chunk_codecs, self.chunk_spec))[0]
-        spec = self.chunk_spec
-        buffer: Any = spec.prototype.buffer.from_bytes(data)
-        for codec in reversed(self.chunk_codecs[1][1:]):  # the checksum
-            buffer = codec._decode_sync(buffer, spec)  # type: ignore[attr-defined]
-        shape = spec.shape[1:]
-        nbytes = shape[0] * shape[1] * self.blosc_dtype.itemsize
-        dest = scratch.get(nbytes)
-        if dest is None:
-            dest = scratch[nbytes] = np.empty(nbytes, dtype=np.uint8)
-        blosc_decompress(buffer.as_numpy_array(), dest)
-        return dest.view(self.blosc_dtype).reshape(shape)
-
-
-def _split_codecs(
-    codecs: Iterable[Any],
-) -> tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]] | None:
-    """Split ``[array->bytes, bytes->bytes...]`` codecs; None unless all decode synchronously."""
-    codecs = tuple(codecs)
-    if not codecs or not isinstance(codecs[0], ArrayBytesCodec):
-        return None
-    rest = codecs[1:]
-    if not all(isinstance(c, BytesBytesCodec) for c in rest):
-        return None
-    if not all(isinstance(c, SupportsSyncCodec) for c in codecs):
-        return None
-    return codecs[0], tuple(rest)
-
-
-def _decode(
-    data: bytes, codecs: tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]], spec: ArraySpec
-) -> Any:
-    buffer: Any = spec.prototype.buffer.from_bytes(data)
-    array_bytes, bytes_bytes = codecs
-    for codec in reversed(bytes_bytes):
-        buffer = codec._decode_sync(buffer, spec)  # type: ignore[attr-defined]
-    return array_bytes._decode_sync(buffer, spec).as_numpy_array()  # type: ignore[attr-defined]
-
-
-class _ZReader:
-    """Reads z ranges ``[z0, z1)`` of full slices of one ``(z, y, x)`` zarr array."""
-
-    def __init__(self, array: zarr.Array) -> None:
-        self.array = array
-        self.shape: tuple[int, ...] = tuple(array.shape)
-        self.dtype = np.dtype(array.dtype)
-        try:
-            self.layout = _Layout.of(array)
-        except Exception:  # noqa: BLE001 - any surprise in zarr internals: use the public path
-            self.layout = None
-        self._index: dict[int, np.ndarray] = {}
-
-    def cached_index(self, shard: int) -> np.ndarray | None:
-        return self._index.get(shard)
-
-    def remember_index(self, shard: int, table: np.ndarray) -> None:
-        if len(self._index) >= _INDEX_CACHE_SIZE:
-            self._index.clear()
-        self._index[shard] = table
-
-
-class _Case(NamedTuple):
-    image: _ZReader
-    label: _ZReader
-    affine: np.ndarray
-
-
-_Fetch = tuple[Store, Path | None, str, "RangeByteRequest | SuffixByteRequest | None"]
-
-
-def _fetch(requests: Sequence[_Fetch]) -> list[bytes | None]:
-    """Fetch byte ranges; local files with ``pread``, other stores concurrently through zarr."""
-    out: list[bytes | None] = [None] * len(requests)
-    remote: list[int] = []
-    for i, (_store, root, key, byte_range) in enumerate(requests):
-        if root is None:
-            remote.append(i)
-        else:
-            out[i] = _read_local(root / key, byte_range)
-    if remote:
-        prototype = default_buffer_prototype()
-
-        async def gather() -> list[Any]:
-            return await asyncio.gather(
-                *(requests[i][0].get(requests[i][2], prototype, requests[i][3]) for i in remote)
-            )
-
-        for i, buf in zip(remote, sync(gather()), strict=True):
-            out[i] = None if buf is None else buf.to_bytes()
-    return out
-
-
-def _read_local(
-    path: Path, byte_range: RangeByteRequest | SuffixByteRequest | None
-) -> bytes | None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
-    try:
-        if byte_range is None:
-            size = os.fstat(fd).st_size
-            return os.pread(fd, size, 0)
-        if isinstance(byte_range, SuffixByteRequest):
-            size = os.fstat(fd).st_size
-            start = max(0, size - byte_range.suffix)
-            return os.pread(fd, size - start, start)
-        return os.pread(fd, byte_range.end - byte_range.start, byte_range.start)
-    finally:
-        os.close(fd)
-
-
-_Request = tuple[_ZReader, int, int, "np.dtype[Any] | None"]
-
-
-def _read_blocks(requests: Sequence[_Request]) -> list[np.ndarray]:
-    """Read full slices ``[z0, z1)`` of several arrays; the I/O of all requests is batched.
-
-    Each request is ``(reader, z0, z1, dtype)``: chunks are decoded straight into an output of
-    ``dtype`` (None: the stored dtype), so no intermediate copy is made. Shard indexes not yet
-    cached are fetched in one batch, then the chunks in a second one; a request spanning a
-    whole shard fetches the shard object at once.
-    """
-    out = _allocate(
-        [
-            ((z1 - z0, *r.shape[1:]), np.dtype(r.dtype if dtype is None else dtype))
-            for r, z0, z1, dtype in requests
-        ]
-    )
-    scratch: dict[int, np.ndarray] = {}
-    # (request number, reader, shard, first z, stop z) per shard touched by a lean request
-    pieces: list[tuple[int, _ZReader, int, int, int]] = []
-    for n, (reader, z0, z1, _) in enumerate(requests):
-        layout = reader.layout
-        if layout is None:
-            if z1 > z0:
-                out[n][...] = reader.array[z0:z1]
-            continue
-        for shard in range(z0 // layout.shard_z, (z1 - 1) // layout.shard_z + 1 if z1 > z0 else 0):
-            lo = max(z0, shard * layout.shard_z)
-            hi = min(z1, (shard + 1) * layout.shard_z)
-            pieces.append((n, reader, shard, lo, hi))
-
-    # 1. whole shards, and the indexes of the shards read in part
-    first: list[_Fetch] = []
-    first_of: list[tuple[str, int]] = []
-    for p, (_, reader, shard, lo, hi) in enumerate(pieces):
-        layout = reader.layout
-        assert layout is not None
-        whole = lo == shard * layout.shard_z and hi == min(
-            (shard + 1) * layout.shard_z, reader.shape[0]
-        )
-        if whole and hi - lo > 1:
-            first.append((layout.store, layout.local_root, layout.key(shard), None))
-            first_of.append(("shard", p))
-        elif reader.cached_index(shard) is None:
-            byte_range: RangeByteRequest | SuffixByteRequest = (
-                SuffixByteRequest(layout.index_size)
-                if layout.index_at_end
-                else RangeByteRequest(0, layout.index_size)
-            )
-            first.append((layout.store, layout.local_root, layout.key(shard), byte_range))
-            first_of.append(("index", p))
-    shards: dict[int, bytes | None] = {}
-    for (kind, p), data in zip(first_of, _fetch(first), strict=True):
-        _, reader, shard, _, _ = pieces[p]
-        layout = reader.layout
-        assert layout is not None
-        if kind == "shard":
-            shards[p] = data
-        elif data is not None:
-            reader.remember_index(shard, layout.decode_index(data))
-
-    # 2. single chunks of shards read in part
-    second: list[_Fetch] = []
-    second_of: list[tuple[int, int]] = []
-    for p, (n, reader, shard, lo, hi) in enumerate(pieces):
-        layout = reader.layout
-        assert layout is not None
-        if p in shards:
-            data = shards[p]
-            table = None
-            if data is not None:
-                raw = (
-                    data[-layout.index_size :] if layout.index_at_end else data[: layout.index_size]
-                )
-                table = layout.decode_index(raw)
-            for z in range(lo, hi):
-                chunk = None
-                if table is not None:
-                    offset, length = (int(v) for v in table[z - shard * layout.shard_z])
-                    if offset != _MAX_UINT_64:
-                        chunk = data[offset : offset + length]  # type: ignore[index]
-                _put(out[n], z - requests[n][1], layout, chunk, scratch)
-            continue
-        table = reader.cached_index(shard)
-        for z in range(lo, hi):
-            if table is None:
-                _put(out[n], z - requests[n][1], layout, None, scratch)
-                continue
-            offset, length = (int(v) for v in table[z - shard * layout.shard_z])
-            if offset == _MAX_UINT_64:
-                _put(out[n], z - requests[n][1], layout, None, scratch)
-                continue
-            byte_range = RangeByteRequest(offset, offset + length)
-            second.append((layout.store, layout.local_root, layout.key(shard), byte_range))
-            second_of.append((n, z))
-    for (n, z), data in zip(second_of, _fetch(second), strict=True):
-        reader = requests[n][0]
-        assert reader.layout is not None
-        _put(out[n], z - requests[n][1], reader.layout, data, scratch)
-    return out
-
-
-def _allocate(blocks: Sequence[tuple[tuple[int, ...], np.dtype[Any]]]) -> list[np.ndarray]:
-    """Empty arrays of the given shapes and dtypes; those alike are views of one allocation.
-
-    One large allocation instead of many of a few MB: numpy backs it with transparent huge
-    pages, which halves the cost of touching fresh memory (page faults), a large part of an
-    item's time. The arrays of one batch thus share a buffer, freed with the last of them.
-    """
-    groups: dict[tuple[tuple[int, ...], np.dtype[Any]], list[int]] = {}
-    for n, block in enumerate(blocks):
-        groups.setdefault(block, []).append(n)
-    out: list[np.ndarray] = [np.empty(0)] * len(blocks)
-    for (shape, dtype), members in groups.items():
-        whole = np.empty((len(members), *shape), dtype=dtype)
-        for j, n in enumerate(members):
-            out[n] = whole[j]
-    return out
-
-
-def _put(
-    block: np.ndarray, i: int, layout: _Layout, chunk: bytes | None, scratch: dict[int, np.ndarray]
-) -> None:
-    if chunk is None:
-        block[i] = layout.fill_value
-    else:
-        block[i] = layout.decode_chunk(chunk, scratch)
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,35 +192,18 @@ class _StoreSequence(Sequence[Item]):
             self.has_vertebra = np.zeros((0, len(VERTEBRA_LABELS)), dtype=bool)
             self.bbox_start = np.zeros((0, len(VERTEBRA_LABELS), 3), dtype=np.int64)
             self.bbox_stop = np.zeros((0, len(VERTEBRA_LABELS), 3), dtype=np.int64)
-        self._readers: dict[int, _Case] = {}
-        self._pid: int | None = None
 
     # -- per-process state -------------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_readers"] = {}
-        state["_pid"] = None
-        return state
+        return self.__dict__.copy()
 
     def _group(self, case_id: str) -> zarr.Group:
         return case_group(self.location, case_id, storage_options=self.storage_options)
 
-    def _arrays(self, case: int) -> _Case:
+    def _arrays(self, case: int) -> CaseReaders:
         """The readers and affine of case number ``case``, opened once per process."""
-        pid = os.getpid()
-        if self._pid != pid:
-            self._readers = {}
-            self._pid = pid
-        found = self._readers.get(case)
-        if found is None:
-            group = self._group(self.case_ids[case])
-            image, label = group[IMAGE], group[LABEL]
-            assert isinstance(image, zarr.Array) and isinstance(label, zarr.Array)
-            affine = np.asarray(group.attrs["affine"], dtype=np.float64)
-            found = _Case(_ZReader(image), _ZReader(label), affine)
-            self._readers[case] = found
-        return found
+        return case_readers(self.location, self.case_ids[case], self.storage_options)
 
     def _slice_vertebrae(self, cases: Sequence[int]) -> list[np.ndarray]:
         """Read the ``(z, vertebra)`` bool index of several cases (small arrays), concurrently."""
@@ -688,7 +328,7 @@ class SliceSequence(_StoreSequence):
     def getitems(self, indices: Iterable[Any]) -> list[Any]:
         """Return the items at ``indices``; their reads are batched (one round trip remotely)."""
         picks = [self._index(i) for i in indices]
-        requests: list[_Request] = []
+        requests: list[Request] = []
         image_dtype, label_dtype = self.image_dtype, self.segmentation_dtype
         for i in picks:
             image_reader, label_reader, _ = self._arrays(int(self.item_case[i]))
@@ -697,7 +337,7 @@ class SliceSequence(_StoreSequence):
                 (image_reader, z, z + 1, image_dtype),
                 (label_reader, z, z + 1, label_dtype),
             ]
-        blocks = _read_blocks(requests)
+        blocks = read_blocks(requests)
         items = []
         for n, i in enumerate(picks):
             item = self._base(int(self.item_case[i]))
@@ -720,13 +360,13 @@ class VolumeSequence(_StoreSequence):
     def getitems(self, indices: Iterable[Any]) -> list[Any]:
         """Return the volumes at ``indices``."""
         picks = [self._index(i) for i in indices]
-        requests: list[_Request] = []
+        requests: list[Request] = []
         image_dtype, label_dtype = self.image_dtype, self.segmentation_dtype
         for case in picks:
             image_reader, label_reader, _ = self._arrays(case)
             n_z = image_reader.shape[0]
             requests += [(image_reader, 0, n_z, image_dtype), (label_reader, 0, n_z, label_dtype)]
-        blocks = _read_blocks(requests)
+        blocks = read_blocks(requests)
         return [
             self._finish(self._base(case), blocks[2 * n], blocks[2 * n + 1])
             for n, case in enumerate(picks)
@@ -881,13 +521,13 @@ class PatchSequence(_StoreSequence):
         flags = self.is_foreground(epoch)
         picks = [self._index(i) for i in indices]
         plans = [self._draw(i, epoch, bool(flags[i])) for i in picks]
-        requests: list[_Request] = []
+        requests: list[Request] = []
         image_dtype, label_dtype = self.image_dtype, self.segmentation_dtype
         for case, _, start, _, _ in plans:
             image_reader, label_reader, _ = self._arrays(case)
             z0, z1 = _clip(start[0], self.patch_size[0], image_reader.shape[0])
             requests += [(image_reader, z0, z1, image_dtype), (label_reader, z0, z1, label_dtype)]
-        blocks = _read_blocks(requests)
+        blocks = read_blocks(requests)
         items = []
         for n, (case, vertebra, start, centre, rng) in enumerate(plans):
             image_slab, label_slab = blocks[2 * n], blocks[2 * n + 1]

@@ -53,9 +53,13 @@ foreground (``label > 0``) intensity statistics nnU-Net v2 uses for CT normalisa
 
     Each block task keeps its foreground values (2 bytes a voxel for int16) and the case's
     final task draws its samples, so a case's foreground is held once, until its draws are
-    made. The draws cost what nnU-Net's do: ``10e7`` random integers per group (each split,
-    the overall group being a prefix), a few CPU-seconds whatever the dataset size; pass
-    ``fingerprint_samples=None`` to skip them.
+    made. There are as many draws as nnU-Net makes: ``10e7`` per group (each split, the
+    overall group being a prefix), whatever the dataset size. They are drawn as ``uint32``
+    (the same values, ~7x faster than ``int64``) and, when there are more draws than a
+    quarter of the case's foreground voxels, counted per voxel before the values are looked
+    up: about 1.5 CPU-seconds per ``10e7`` draws. One case's draws are one random stream, so
+    a split of one case costs that on one core; with many cases they spread over the
+    workers. Pass ``fingerprint_samples=None`` to skip them.
 
 Layout
 ------
@@ -89,13 +93,13 @@ from .schema import (
     ANATOMICAL_ORDER,
     IMAGE,
     L6_LABEL,
-    LABEL,
     SLICES_PER_SHARD,
     SPLITS,
     T13_LABEL,
     VERTEBRA_LABELS,
     VERTEBRA_NAMES,
 )
+from .slicereader import case_readers, read_blocks
 from .store import case_group, forget, to_store
 from .store import open as open_catalogue
 
@@ -602,14 +606,30 @@ def nnunet_samples(
         codes = inverse.ravel().astype(np.intp)
         n_codes = int(values.size)
     rs = np.random.RandomState(seed)
+    n_fg = int(codes.size)
+    # RandomState.randint draws a value below 2**32 from one masked 32-bit output whatever
+    # the dtype, so uint32 draws are nnU-Net's int64 draws, generated ~7x faster.
+    dtype = np.uint32 if n_fg <= 1 << 32 else np.int64
+    # Many draws: count how often each voxel is drawn (a sequential bincount), then weight
+    # the voxels' codes by it; few draws: look the codes up (random access, no O(n_fg) work).
+    by_voxel = max(n_overall, n_split) >= n_fg // 4
+    drawn = np.zeros(n_fg if by_voxel else n_codes, dtype=np.int64)
     out = []
-    counts = np.zeros(n_codes, dtype=np.int64)
     for n in (n_overall, max(n_split - n_overall, 0)):
         done = 0
         while done < n:
             size = min(_DRAW_CHUNK, n - done)
-            counts += np.bincount(codes[rs.randint(0, codes.size, size=size)], minlength=n_codes)
+            index = rs.randint(0, n_fg, size=size, dtype=dtype).astype(np.intp)  # bincount's
+            if by_voxel:
+                drawn += np.bincount(index, minlength=n_fg)
+            else:
+                drawn += np.bincount(codes[index], minlength=n_codes)
             done += size
+        counts = (
+            np.bincount(codes, weights=drawn, minlength=n_codes).astype(np.int64)
+            if by_voxel
+            else drawn
+        )
         keep = np.flatnonzero(counts)
         keep = keep[np.isfinite(values[keep])] if values.dtype.kind == "f" else keep
         out.append(Histogram(values[keep], counts[keep].copy()))
@@ -753,14 +773,6 @@ def merge_groups(groups: Sequence[_Group]) -> _Group:
 # --------------------------------------------------------------------------------------------
 
 
-def _read_block(
-    location: Any, case: str, storage_options: dict[str, Any] | None, name: str, z0: int, z1: int
-) -> np.ndarray:
-    array = case_group(location, case, storage_options=storage_options)[name]
-    assert isinstance(array, zarr.Array)
-    return np.asarray(array[z0:z1])
-
-
 def _block_task(
     location: Any,
     case: str,
@@ -769,8 +781,8 @@ def _block_task(
     z1: int,
     keep_foreground: bool,
 ) -> _Partial:
-    image = _read_block(location, case, storage_options, IMAGE, z0, z1)
-    label = _read_block(location, case, storage_options, LABEL, z0, z1)
+    readers = case_readers(location, case, storage_options)
+    image, label = read_blocks([(readers.image, z0, z1, None), (readers.label, z0, z1, None)])
     return block_stats(image, label, z0, keep_foreground)
 
 

@@ -33,8 +33,9 @@ def test_volume_is_lazy_and_has_mm_coordinates(store: Path) -> None:
         vol = ds.ctspine.volume(case)
         image = ds.ctspine.image(case)
         labels = ds.ctspine.labels(case)
-        two_d = ds.ctspine.slice(case, 3)
+        two_d = ds.ctspine.slice(case, 3, lazy=True)
     assert isinstance(vol.image.data, dask.array.Array)
+    assert isinstance(two_d.image.data, dask.array.Array)
     assert image.dims == labels.dims == ("z", "y", "x")
     assert set(two_d.data_vars) == {"image", "label"} and two_d.image.dims == ("y", "x")
     assert vol.z.attrs["units"] == "mm"
@@ -72,6 +73,18 @@ def test_a_slice_reads_one_chunk_per_array(counting_store) -> None:
     shard_bytes = vol.image.isel(z=slice(0, 32)).nbytes
     assert sum(n or 0 for *_, n in counting_store.reads) < shard_bytes / 4
     np.testing.assert_array_equal(values.image.values, vol.image.values[5])
+
+
+@pytest.mark.parametrize("opener", ["path", "fsspec url"])
+def test_a_read_slice_equals_the_lazy_slice(store: Path, opener: str) -> None:
+    ds = ctspine_zarr.open(store if opener == "path" else f"local://{store}")
+    for case in ds.ctspine.case_ids()[:2]:
+        n = ds.ctspine.volume(case).sizes["z"]
+        for z in sorted({0, 1, n // 2, n - 1, -1, -n}):
+            with _RaiseIfComputes():  # read without a dask graph
+                read = ds.ctspine.slice(case, z)
+            assert isinstance(read.image.data, np.ndarray)
+            xr.testing.assert_identical(read, ds.ctspine.slice(case, z, lazy=True).compute())
 
 
 def test_unknown_case_names_close_matches(store: Path) -> None:

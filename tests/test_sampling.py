@@ -13,7 +13,7 @@ import pytest
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 
 import ctspine_zarr
-from ctspine_zarr import sampling
+from ctspine_zarr import slicereader
 from ctspine_zarr.sampling import (
     PAD_IMAGE,
     PatchSequence,
@@ -22,7 +22,7 @@ from ctspine_zarr.sampling import (
     parse_vertebra,
 )
 from ctspine_zarr.schema import VERTEBRA_LABELS
-from ctspine_zarr.store import case_group
+from ctspine_zarr.store import case_group, forget
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,8 @@ def test_zarr_fallback_and_store_api_paths_give_the_same_items(
     url = SliceSequence(f"local://{store}", None)  # fsspec store: reads through the zarr API
     picks = [0, 3, 40, len(lean) - 1]
     expected = lean.getitems(picks)
-    monkeypatch.setattr(sampling._Layout, "of", classmethod(lambda cls, array: None))
+    monkeypatch.setattr(slicereader._Layout, "of", classmethod(lambda cls, array: None))
+    forget(store)  # readers are cached per process: make new ones
     fallback = SliceSequence(store, None).getitems(picks)  # zarr.Array.__getitem__
     for a, b, c in zip(expected, url.getitems(picks), fallback, strict=True):
         for key in ("image", "segmentation"):
@@ -245,11 +246,11 @@ def test_a_volume_reads_each_shard_once(counting_store, catalogue) -> None:
 def test_pickles_without_open_arrays(store: Path) -> None:
     seq = SliceSequence(store, None, foreground_only=True)
     before = seq[5]
-    assert seq._readers  # opened in this process
+    case = seq._arrays(int(before["index"]))  # opened in this process, cached in the module
+    assert case is seq._arrays(int(before["index"]))
     data = pickle.dumps(seq)
-    assert len(data) < 20_000
+    assert len(data) < 20_000  # the sequence carries no reader, array or shard index
     copy = pickle.loads(data)
-    assert copy._readers == {}
     np.testing.assert_array_equal(copy[5]["image"], before["image"])
 
 
@@ -270,11 +271,10 @@ def test_a_forked_child_opens_its_own_arrays(store: Path) -> None:
 
 
 def _read_in_child(seq: SliceSequence, i: int, queue) -> None:
-    import os
-
-    inherited = seq._pid != os.getpid() and bool(seq._readers)
-    image = seq[i]["image"]
-    queue.put((inherited and seq._pid == os.getpid(), image))
+    parents = list(slicereader._readers.values())  # inherited from the parent process
+    item = seq[i]
+    mine = seq._arrays(int(item["index"]))
+    queue.put((bool(parents) and all(mine is not r for r in parents), item["image"]))
 
 
 # -- patches ----------------------------------------------------------------------------------

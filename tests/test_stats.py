@@ -209,16 +209,26 @@ def test_histograms_merge_exactly() -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.float32])
-def test_nnunet_samples_equal_random_state_choice(dtype: type) -> None:
+@pytest.mark.parametrize(
+    ("size", "n_overall", "n_split"),
+    [
+        (5000, 7000, S._DRAW_CHUNK + 1000),  # many draws a voxel, more than one chunk of them
+        (1 << 16, 1 << 16, 1 << 17),  # a power of two: no rejected draw
+        ((1 << 16) + 1, 300, 2000),  # few draws: codes looked up per draw
+        (4097, 9000, 5000),  # the split draws fewer than the overall group
+    ],
+)
+def test_nnunet_samples_equal_random_state_choice(
+    dtype: type, size: int, n_overall: int, n_split: int
+) -> None:
     rng = np.random.default_rng(5)
-    fg = rng.integers(-200, 1500, 5000).astype(dtype)
+    fg = rng.integers(-200, 1500, size).astype(dtype)
     if dtype is np.float32:
         fg = fg + np.float32(0.5)
         fg[[3, 77]] = np.nan
-    n = S._DRAW_CHUNK + 1000  # more than one chunk of draws
-    first, both = S.nnunet_samples(fg, 7000, n, seed=1234)
-    drawn = nnunet_sample(fg, n)
-    for hist, sample in ((first, drawn[:7000]), (both, drawn)):
+    first, both = S.nnunet_samples(fg, n_overall, n_split, seed=1234)
+    drawn = nnunet_sample(fg, max(n_overall, n_split))
+    for hist, sample in ((first, drawn[:n_overall]), (both, drawn)):
         sample = sample[np.isfinite(sample)]
         ref = S.Histogram.from_values(sample)
         np.testing.assert_array_equal(hist.values, ref.values)

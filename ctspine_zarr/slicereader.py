@@ -1,0 +1,419 @@
+"""Lean reads of whole axial slices from a case's sharded ``(z, y, x)`` arrays.
+
+For the store's own layout (``sharding_indexed`` with ``(1, Y, X)`` inner chunks) a
+:class:`ZReader` fetches a shard's index once per process, then only the byte ranges of the
+chunks it needs, and decodes them with the array's own zarr codecs synchronously, in the
+calling thread: no xarray, no dask, no asyncio round trip per chunk on a local store (files
+are read with ``os.pread``). Other stores (fsspec URLs) go through the zarr store API, with the
+requests of one batch gathered concurrently. Arrays of any other layout are read with
+``zarr.Array.__getitem__``. The loaders (:mod:`ctspine_zarr.sampling`) and the accessor's
+``slice`` read through here.
+
+This uses zarr internals (``_decode_sync``, ``ShardingCodec._shard_index_size``); anything
+unexpected in them makes :meth:`_Layout.of` return None and the public path is used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+import numpy as np
+import zarr
+from numcodecs.blosc import decompress as blosc_decompress
+from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec, SupportsSyncCodec
+from zarr.abc.store import RangeByteRequest, Store, SuffixByteRequest
+from zarr.codecs import BloscCodec, BytesCodec
+from zarr.codecs.bytes import Endian
+from zarr.codecs.sharding import ShardingCodec, ShardingCodecIndexLocation
+from zarr.core.array_spec import ArrayConfig, ArraySpec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+from zarr.storage import LocalStore
+
+from .schema import IMAGE, LABEL
+from .store import cache_key, case_group, register_cache
+
+__all__ = ["CaseReaders", "Request", "ZReader", "case_readers", "read_blocks"]
+
+_MAX_UINT_64: Final = 2**64 - 1
+_NATIVE: Final = Endian.little if sys.byteorder == "little" else Endian.big
+_INDEX_CACHE_SIZE: Final = 4096
+
+# --------------------------------------------------------------------------------------------
+# Lean chunk reads
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Layout:
+    """How to read a ``(z, y, x)`` array sharded along z with one slice per inner chunk."""
+
+    store: Store
+    local_root: Path | None
+    prefix: str
+    metadata: Any
+    shard_z: int
+    index_size: int
+    index_at_end: bool
+    index_codecs: tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]]
+    index_spec: ArraySpec
+    chunk_codecs: tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]]
+    chunk_spec: ArraySpec
+    fill_value: Any
+    #: dtype of a chunk when its first decode step is Blosc into native-endian bytes, else None
+    blosc_dtype: np.dtype[Any] | None
+
+    @classmethod
+    def of(cls, array: zarr.Array) -> _Layout | None:
+        """Return the layout of ``array``, or None when the lean path does not apply."""
+        meta: Any = array.metadata
+        codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
+        if array.ndim != 3 or len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+            return None
+        sharding = codecs[0]
+        shard = tuple(meta.chunk_grid.chunk_shape)
+        if tuple(sharding.chunk_shape) != (1, *shard[1:]) or shard[1:] != array.shape[1:]:
+            return None
+        chunk_codecs = _split_codecs(sharding.codecs)
+        index_codecs = _split_codecs(sharding.index_codecs)
+        if chunk_codecs is None or index_codecs is None:
+            return None
+        store = array.store_path.store
+        chunks_per_shard = (shard[0], 1, 1)
+        native = np.dtype(meta.data_type.to_native_dtype())
+        array_bytes, bytes_bytes = chunk_codecs
+        blosc = (
+            bytes_bytes
+            and isinstance(bytes_bytes[0], BloscCodec)
+            and isinstance(array_bytes, BytesCodec)
+            and (native.itemsize == 1 or array_bytes.endian == _NATIVE)
+        )
+        config = ArrayConfig(order="C", write_empty_chunks=False)
+        chunk_spec = ArraySpec(
+            shape=tuple(sharding.chunk_shape),
+            dtype=meta.data_type,
+            fill_value=meta.fill_value,
+            config=config,
+            prototype=default_buffer_prototype(),
+        )
+        return cls(
+            store=store,
+            local_root=Path(store.root) if isinstance(store, LocalStore) else None,
+            prefix=array.store_path.path,
+            metadata=meta,
+            shard_z=shard[0],
+            index_size=sharding._shard_index_size(chunks_per_shard),
+            index_at_end=sharding.index_location == ShardingCodecIndexLocation.end,
+            index_codecs=index_codecs,
+            index_spec=sharding._get_index_chunk_spec(chunks_per_shard),
+            chunk_codecs=chunk_codecs,
+            chunk_spec=chunk_spec,
+            fill_value=meta.fill_value,
+            blosc_dtype=native if blosc else None,
+        )
+
+    def key(self, shard: int) -> str:
+        """Store key of shard number ``shard`` along z."""
+        return f"{self.prefix}/{self.metadata.encode_chunk_key((shard, 0, 0))}"
+
+    def decode_index(self, data: bytes) -> np.ndarray:
+        """Return the ``uint64 [shard_z, 2]`` (offset, length) table of an encoded shard index."""
+        array = _decode(data, self.index_codecs, self.index_spec)
+        return np.asarray(array).reshape(self.shard_z, 2)
+
+    def decode_chunk(self, data: bytes, scratch: dict[int, np.ndarray]) -> np.ndarray:
+        """Decode one encoded inner chunk to a ``[Y, X]`` array.
+
+        A Blosc chunk is decompressed into a buffer from ``scratch`` (reused by the caller
+        for the chunks of one batch: fresh memory costs more than the decompression); the
+        result is then a view of that buffer, valid until the next call.
+        """
+        if self.blosc_dtype is None:
+            return np.asarray(_decode(data, self.chunk_codecs, self.chunk_spec))[0]
+        spec = self.chunk_spec
+        buffer: Any = spec.prototype.buffer.from_bytes(data)
+        for codec in reversed(self.chunk_codecs[1][1:]):  # the checksum
+            buffer = codec._decode_sync(buffer, spec)  # type: ignore[attr-defined]
+        shape = spec.shape[1:]
+        nbytes = shape[0] * shape[1] * self.blosc_dtype.itemsize
+        dest = scratch.get(nbytes)
+        if dest is None:
+            dest = scratch[nbytes] = np.empty(nbytes, dtype=np.uint8)
+        blosc_decompress(buffer.as_numpy_array(), dest)
+        return dest.view(self.blosc_dtype).reshape(shape)
+
+
+def _split_codecs(
+    codecs: Iterable[Any],
+) -> tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]] | None:
+    """Split ``[array->bytes, bytes->bytes...]`` codecs; None unless all decode synchronously."""
+    codecs = tuple(codecs)
+    if not codecs or not isinstance(codecs[0], ArrayBytesCodec):
+        return None
+    rest = codecs[1:]
+    if not all(isinstance(c, BytesBytesCodec) for c in rest):
+        return None
+    if not all(isinstance(c, SupportsSyncCodec) for c in codecs):
+        return None
+    return codecs[0], tuple(rest)
+
+
+def _decode(
+    data: bytes, codecs: tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]], spec: ArraySpec
+) -> Any:
+    buffer: Any = spec.prototype.buffer.from_bytes(data)
+    array_bytes, bytes_bytes = codecs
+    for codec in reversed(bytes_bytes):
+        buffer = codec._decode_sync(buffer, spec)  # type: ignore[attr-defined]
+    return array_bytes._decode_sync(buffer, spec).as_numpy_array()  # type: ignore[attr-defined]
+
+
+class ZReader:
+    """Reads z ranges ``[z0, z1)`` of full slices of one ``(z, y, x)`` zarr array."""
+
+    def __init__(self, array: zarr.Array) -> None:
+        self.array = array
+        self.shape: tuple[int, ...] = tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
+        try:
+            self.layout = _Layout.of(array)
+        except Exception:  # noqa: BLE001 - any surprise in zarr internals: use the public path
+            self.layout = None
+        self._index: dict[int, np.ndarray] = {}
+
+    def cached_index(self, shard: int) -> np.ndarray | None:
+        return self._index.get(shard)
+
+    def remember_index(self, shard: int, table: np.ndarray) -> None:
+        if len(self._index) >= _INDEX_CACHE_SIZE:
+            self._index.clear()
+        self._index[shard] = table
+
+
+class CaseReaders(NamedTuple):
+    image: ZReader
+    label: ZReader
+    affine: np.ndarray
+
+
+_Fetch = tuple[Store, Path | None, str, "RangeByteRequest | SuffixByteRequest | None"]
+
+
+def _fetch(requests: Sequence[_Fetch]) -> list[bytes | None]:
+    """Fetch byte ranges; local files with ``pread``, other stores concurrently through zarr."""
+    out: list[bytes | None] = [None] * len(requests)
+    remote: list[int] = []
+    for i, (_store, root, key, byte_range) in enumerate(requests):
+        if root is None:
+            remote.append(i)
+        else:
+            out[i] = _read_local(root / key, byte_range)
+    if remote:
+        prototype = default_buffer_prototype()
+
+        async def gather() -> list[Any]:
+            return await asyncio.gather(
+                *(requests[i][0].get(requests[i][2], prototype, requests[i][3]) for i in remote)
+            )
+
+        for i, buf in zip(remote, sync(gather()), strict=True):
+            out[i] = None if buf is None else buf.to_bytes()
+    return out
+
+
+def _read_local(
+    path: Path, byte_range: RangeByteRequest | SuffixByteRequest | None
+) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        if byte_range is None:
+            size = os.fstat(fd).st_size
+            return os.pread(fd, size, 0)
+        if isinstance(byte_range, SuffixByteRequest):
+            size = os.fstat(fd).st_size
+            start = max(0, size - byte_range.suffix)
+            return os.pread(fd, size - start, start)
+        return os.pread(fd, byte_range.end - byte_range.start, byte_range.start)
+    finally:
+        os.close(fd)
+
+
+Request = tuple[ZReader, int, int, "np.dtype[Any] | None"]
+
+
+def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
+    """Read full slices ``[z0, z1)`` of several arrays; the I/O of all requests is batched.
+
+    Each request is ``(reader, z0, z1, dtype)``: chunks are decoded straight into an output of
+    ``dtype`` (None: the stored dtype), so no intermediate copy is made. Shard indexes not yet
+    cached are fetched in one batch, then the chunks in a second one; a request spanning a
+    whole shard fetches the shard object at once.
+    """
+    out = _allocate(
+        [
+            ((z1 - z0, *r.shape[1:]), np.dtype(r.dtype if dtype is None else dtype))
+            for r, z0, z1, dtype in requests
+        ]
+    )
+    scratch: dict[int, np.ndarray] = {}
+    # (request number, reader, shard, first z, stop z) per shard touched by a lean request
+    pieces: list[tuple[int, ZReader, int, int, int]] = []
+    for n, (reader, z0, z1, _) in enumerate(requests):
+        layout = reader.layout
+        if layout is None:
+            if z1 > z0:
+                out[n][...] = reader.array[z0:z1]
+            continue
+        for shard in range(z0 // layout.shard_z, (z1 - 1) // layout.shard_z + 1 if z1 > z0 else 0):
+            lo = max(z0, shard * layout.shard_z)
+            hi = min(z1, (shard + 1) * layout.shard_z)
+            pieces.append((n, reader, shard, lo, hi))
+
+    # 1. whole shards, and the indexes of the shards read in part
+    first: list[_Fetch] = []
+    first_of: list[tuple[str, int]] = []
+    for p, (_, reader, shard, lo, hi) in enumerate(pieces):
+        layout = reader.layout
+        assert layout is not None
+        whole = lo == shard * layout.shard_z and hi == min(
+            (shard + 1) * layout.shard_z, reader.shape[0]
+        )
+        if whole and hi - lo > 1:
+            first.append((layout.store, layout.local_root, layout.key(shard), None))
+            first_of.append(("shard", p))
+        elif reader.cached_index(shard) is None:
+            byte_range: RangeByteRequest | SuffixByteRequest = (
+                SuffixByteRequest(layout.index_size)
+                if layout.index_at_end
+                else RangeByteRequest(0, layout.index_size)
+            )
+            first.append((layout.store, layout.local_root, layout.key(shard), byte_range))
+            first_of.append(("index", p))
+    shards: dict[int, bytes | None] = {}
+    for (kind, p), data in zip(first_of, _fetch(first), strict=True):
+        _, reader, shard, _, _ = pieces[p]
+        layout = reader.layout
+        assert layout is not None
+        if kind == "shard":
+            shards[p] = data
+        elif data is not None:
+            reader.remember_index(shard, layout.decode_index(data))
+
+    # 2. single chunks of shards read in part
+    second: list[_Fetch] = []
+    second_of: list[tuple[int, int]] = []
+    for p, (n, reader, shard, lo, hi) in enumerate(pieces):
+        layout = reader.layout
+        assert layout is not None
+        if p in shards:
+            data = shards[p]
+            table = None
+            if data is not None:
+                raw = (
+                    data[-layout.index_size :] if layout.index_at_end else data[: layout.index_size]
+                )
+                table = layout.decode_index(raw)
+            for z in range(lo, hi):
+                chunk = None
+                if table is not None:
+                    offset, length = (int(v) for v in table[z - shard * layout.shard_z])
+                    if offset != _MAX_UINT_64:
+                        chunk = data[offset : offset + length]  # type: ignore[index]
+                _put(out[n], z - requests[n][1], layout, chunk, scratch)
+            continue
+        table = reader.cached_index(shard)
+        for z in range(lo, hi):
+            if table is None:
+                _put(out[n], z - requests[n][1], layout, None, scratch)
+                continue
+            offset, length = (int(v) for v in table[z - shard * layout.shard_z])
+            if offset == _MAX_UINT_64:
+                _put(out[n], z - requests[n][1], layout, None, scratch)
+                continue
+            byte_range = RangeByteRequest(offset, offset + length)
+            second.append((layout.store, layout.local_root, layout.key(shard), byte_range))
+            second_of.append((n, z))
+    for (n, z), data in zip(second_of, _fetch(second), strict=True):
+        reader = requests[n][0]
+        assert reader.layout is not None
+        _put(out[n], z - requests[n][1], reader.layout, data, scratch)
+    return out
+
+
+def _allocate(blocks: Sequence[tuple[tuple[int, ...], np.dtype[Any]]]) -> list[np.ndarray]:
+    """Empty arrays of the given shapes and dtypes; those alike are views of one allocation.
+
+    One large allocation instead of many of a few MB: numpy backs it with transparent huge
+    pages, which halves the cost of touching fresh memory (page faults), a large part of an
+    item's time. The arrays of one batch thus share a buffer, freed with the last of them.
+    """
+    groups: dict[tuple[tuple[int, ...], np.dtype[Any]], list[int]] = {}
+    for n, block in enumerate(blocks):
+        groups.setdefault(block, []).append(n)
+    out: list[np.ndarray] = [np.empty(0)] * len(blocks)
+    for (shape, dtype), members in groups.items():
+        whole = np.empty((len(members), *shape), dtype=dtype)
+        for j, n in enumerate(members):
+            out[n] = whole[j]
+    return out
+
+
+def _put(
+    block: np.ndarray, i: int, layout: _Layout, chunk: bytes | None, scratch: dict[int, np.ndarray]
+) -> None:
+    if chunk is None:
+        block[i] = layout.fill_value
+    else:
+        block[i] = layout.decode_chunk(chunk, scratch)
+
+
+#: Readers of the cases opened in this process (each keeps its shard indexes).
+_readers: OrderedDict[tuple, CaseReaders] = OrderedDict()
+_readers_lock = threading.Lock()
+_MAX_CACHED_READERS: Final = 256
+register_cache(_readers)
+
+
+def case_readers(
+    location: str | os.PathLike[str] | Store,
+    case_id: str,
+    storage_options: dict[str, Any] | None = None,
+) -> CaseReaders:
+    """Return the image and label readers and the affine of one case, cached per process.
+
+    Parameters
+    ----------
+    location
+        Path, fsspec URL or zarr store of the ctspine store.
+    case_id
+        The case.
+    storage_options
+        fsspec options for a URL.
+    """
+    key = (*cache_key(location, storage_options), case_id)
+    with _readers_lock:
+        found = _readers.get(key)
+        if found is not None:
+            _readers.move_to_end(key)
+            return found
+    group = case_group(location, case_id, storage_options=storage_options)
+    image, label = group[IMAGE], group[LABEL]
+    assert isinstance(image, zarr.Array) and isinstance(label, zarr.Array)
+    affine = np.asarray(group.attrs["affine"], dtype=np.float64)
+    found = CaseReaders(ZReader(image), ZReader(label), affine)
+    with _readers_lock:
+        _readers[key] = found
+        while len(_readers) > _MAX_CACHED_READERS:
+            _readers.popitem(last=False)
+    return found
