@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CTSpineError
+from .schema import IMAGE_CODEC_CHOICES
 
 
 def _storage_options(text: str | None) -> dict[str, Any] | None:
@@ -161,7 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
         "address (tcp://host:8786) to run the cases on an existing dask.distributed cluster",
     )
     p.add_argument("--overwrite", action="store_true", help="replace what STORE holds")
-    p.add_argument("--codec", default="default", help="image codec (see docs/format.md)")
+    p.add_argument(
+        "--codec",
+        default="default",
+        choices=IMAGE_CODEC_CHOICES,
+        help="image codec: default (Blosc zstd, any Zarr reader, fastest) or compact "
+        "(lossless JPEG-LS, about 2/3 of the bytes, ~5x slower to decode, readers need "
+        "ctspine-zarr[compact]); see docs/codecs.md",
+    )
     p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
     p.add_argument("--raw-storage-options", help="fsspec options for RAW, as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -45,7 +45,7 @@ from .schema import (
     SLICES_PER_SHARD,
     VERTEBRA_DIM,
     VOLUME_DIMS,
-    image_compressors,
+    image_encoding,
     label_compressors,
 )
 from .store import forget, is_url, to_store
@@ -186,7 +186,7 @@ def _write_case(
             IMAGE,
             shape=image.data.shape,
             dtype=image.data.dtype,
-            compressors=image_compressors(codec, sample=image.data),
+            **image_encoding(codec, sample=image.data),
             fill_value=0,
             attributes={"units": "HU", "long_name": "CT intensity (scaled voxel values)"},
             **common,
@@ -254,7 +254,7 @@ def ingest_case(
     storage_options, raw_storage_options
         fsspec options for a URL store and for URL source files.
     codec
-        Image codec name (see :func:`ctspine_zarr.schema.image_compressors`).
+        Image codec name (see :func:`ctspine_zarr.schema.image_encoding`).
     slices_per_shard
         Axial slices per shard.
 
