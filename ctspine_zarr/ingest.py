@@ -337,8 +337,11 @@ def _run_local(
     from dask.callbacks import Callback
 
     ingest_one = dask.delayed(ingest_case, pure=False)
+    # dask's local schedulers start independent tasks from the highest key down: number the
+    # cases so that they start in the given order (largest first)
+    n = len(cases)
     tasks = [
-        ingest_one(case, location, **options, dask_key_name=f"ingest-{i}")
+        ingest_one(case, location, **options, dask_key_name=f"ingest-{n - i:07d}-{case.case_id}")
         for i, case in enumerate(cases)
     ]
     keys = {t.key for t in tasks}
@@ -374,7 +377,7 @@ def _run_distributed(
             ingest_case,
             list(cases),
             store=location,
-            key=[f"ingest-{i}-{case.case_id}" for i, case in enumerate(cases)],
+            key=[f"ingest-{i:07d}-{case.case_id}" for i, case in enumerate(cases)],
             pure=False,
             **options,
         )
@@ -469,6 +472,8 @@ def ingest(
         else:
             todo.append(case)
 
+    # largest first: the workers then run out of cases at about the same time
+    todo.sort(key=lambda c: -c.image_bytes)
     workers = workers or os.cpu_count() or 1
     bar = _progress_bar(len(todo), enabled=progress)
     location = store if isinstance(store, Store) or is_url(store) else os.fspath(store)

@@ -36,6 +36,8 @@ class RawCase:
     image: str | None
     label: str | None
     split: str = UNASSIGNED
+    #: Size of the image file as listed (0: unknown); the ingest starts the largest first.
+    image_bytes: int = 0
 
 
 @dataclass
@@ -95,10 +97,11 @@ def parse_split_file(text: str) -> dict[str, str]:
 
 
 def _ids_under(fs: fsspec.AbstractFileSystem, folder: str, *, strip: str = "") -> dict:
-    found: dict[tuple[str, str], str] = {}
+    found: dict[tuple[str, str], tuple[str, int]] = {}
     if not fs.isdir(folder):
         return found
-    for path in sorted(fs.find(folder)):
+    listing = fs.find(folder, detail=True)
+    for path in sorted(listing):
         rel = posixpath.relpath(path, folder)
         parts = rel.split("/")
         if len(parts) != 2:
@@ -114,7 +117,7 @@ def _ids_under(fs: fsspec.AbstractFileSystem, folder: str, *, strip: str = "") -
         key = (source, case_id)
         # prefer .nii.gz over .nii when both exist
         if key not in found or path.endswith(".nii.gz"):
-            found[key] = path
+            found[key] = (path, int(listing[path].get("size") or 0))
     return found
 
 
@@ -162,9 +165,10 @@ def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> Ra
         case = RawCase(
             case_id=case_id,
             source=source,
-            image=fs.unstrip_protocol(images[key]) if key in images else None,
-            label=fs.unstrip_protocol(labels[key]) if key in labels else None,
+            image=fs.unstrip_protocol(images[key][0]) if key in images else None,
+            label=fs.unstrip_protocol(labels[key][0]) if key in labels else None,
             split=splits.get(case_id, UNASSIGNED),
+            image_bytes=images[key][1] if key in images else 0,
         )
         if case.image is None:
             tree.problems.append((case, "label file without an image file"))

@@ -198,3 +198,25 @@ def test_overwrite_replaces_a_foreign_store(tmp_path: Path) -> None:
     report = ctspine_zarr.ingest(raw, foreign, workers=1, overwrite=True, progress=False)
     assert report.ok and report.catalogue_cases == 1
     shutil.rmtree(foreign)
+
+
+def test_the_largest_cases_start_first(raw_tree, tmp_path: Path) -> None:
+    """Largest first, so that the workers run out of cases at about the same time."""
+    from dask.callbacks import Callback
+
+    started: list[str] = []
+
+    class _Starts(Callback):
+        def _pretask(self, key, dsk, state) -> None:  # type: ignore[no-untyped-def]
+            if isinstance(key, str) and key.startswith("ingest-"):
+                started.append(key.split("-", 2)[2])
+
+    with _Starts():
+        report = ctspine_zarr.ingest(raw_tree[0], tmp_path / "s.zarr", workers=2, progress=False)
+    assert report.ok
+    sizes = {
+        p.name.removesuffix(".nii.gz"): p.stat().st_size
+        for p in (raw_tree[0] / "rawdata" / "volumes").glob("*/*.nii.gz")
+    }
+    assert sorted(started) == sorted(sizes)
+    assert started == sorted(sizes, key=lambda c: -sizes[c])
