@@ -6,7 +6,7 @@ See ``docs/format.md`` for the prose description.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 #: Version of the on-disk layout, stored in the root attrs under :data:`FORMAT_KEY`.
 FORMAT_VERSION: Final = 1
@@ -91,7 +91,9 @@ def image_encoding(codec: str = "default", *, sample: Any = None) -> dict[str, A
     if codec not in IMAGE_CODEC_CHOICES:
         raise ValueError(f"codec must be one of {IMAGE_CODEC_CHOICES}, but is {codec!r}")
     blosc_sizes = None if sample is None else _blosc_sizes(sample)
-    shuffle = "shuffle" if blosc_sizes is None else min(blosc_sizes, key=blosc_sizes.__getitem__)
+    shuffle: Literal["shuffle", "bitshuffle"] = (
+        "shuffle" if blosc_sizes is None else min(blosc_sizes, key=blosc_sizes.__getitem__)
+    )
     if codec == "compact":
         from . import codecs
 
@@ -104,7 +106,7 @@ def image_encoding(codec: str = "default", *, sample: Any = None) -> dict[str, A
     return {"serializer": BytesCodec(), "compressors": _blosc(shuffle)}
 
 
-def _blosc(shuffle: str) -> list:
+def _blosc(shuffle: Literal["shuffle", "bitshuffle"]) -> list:
     from zarr.codecs import BloscCodec, Crc32cCodec
 
     return [BloscCodec(cname="zstd", clevel=5, shuffle=shuffle), Crc32cCodec()]
@@ -116,7 +118,7 @@ def _sample_slices(volume: Any) -> list[int]:
     return sorted({n_z // 4, n_z // 2, (3 * n_z) // 4})
 
 
-def _blosc_sizes(volume: Any) -> dict[str, int]:
+def _blosc_sizes(volume: Any) -> dict[Literal["shuffle", "bitshuffle"], int]:
     """Bytes of three sample slices with Blosc zstd-5, byte shuffle and bit shuffle.
 
     Ties go to byte shuffle (listed first).
@@ -124,8 +126,11 @@ def _blosc_sizes(volume: Any) -> dict[str, int]:
     import numcodecs
     import numpy as np
 
-    sizes = {}
-    modes = {"shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": numcodecs.Blosc.BITSHUFFLE}
+    sizes: dict[Literal["shuffle", "bitshuffle"], int] = {}
+    modes: dict[Literal["shuffle", "bitshuffle"], int] = {
+        "shuffle": numcodecs.Blosc.SHUFFLE,
+        "bitshuffle": numcodecs.Blosc.BITSHUFFLE,
+    }
     for name, mode in modes.items():
         codec = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=mode)
         picks = _sample_slices(volume)
