@@ -1,4 +1,4 @@
-"""The thin ``ds.ctspine`` accessor on the catalogue; it keeps no state of its own."""
+"""The thin ``ds.ctspine`` accessor on the catalogue; it keeps only the set of case ids."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .errors import CaseNotFoundError, StoreError
 from .schema import CASE_DIM, IMAGE, LABEL
 from .slicereader import case_readers, read_blocks
 from .store import is_url, storage_options_of
-from .volume import open_volume
+from .volume import cached_volume, open_volume
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,6 +31,7 @@ class CTSpineAccessor:
 
     def __init__(self, ds: xr.Dataset) -> None:
         self._ds = ds
+        self._ids: frozenset[str] | None = None
 
     def _location(self) -> tuple[Any, dict[str, Any]]:
         source = self._ds.encoding.get("source")
@@ -45,9 +46,10 @@ class CTSpineAccessor:
         return source, dict(options or {})
 
     def _check(self, case: str) -> str:
-        ids = self._ds[CASE_DIM].values
-        if case not in set(str(v) for v in ids):
-            raise CaseNotFoundError(case, [str(v) for v in ids])
+        if self._ids is None:  # the accessor lives as long as its Dataset: list the ids once
+            self._ids = frozenset(str(v) for v in self._ds[CASE_DIM].values)
+        if case not in self._ids:
+            raise CaseNotFoundError(case, sorted(self._ids))
         return case
 
     def case_ids(self, split: str | None = None, source: str | None = None) -> list[str]:
@@ -98,30 +100,31 @@ class CTSpineAccessor:
         lazy
             Return the dask-backed slice without reading it.
         """
-        volume = self.volume(case)
+        location, options = self._location()
+        volume = cached_volume(location, self._check(case), options)  # read-only use
         n_z = volume.sizes["z"]
         if not -n_z <= z < n_z:
             raise IndexError(f"slice index must lie in [0, {n_z}) for case {case!r}, but is {z}")
         if lazy:
-            return volume[[IMAGE, LABEL]].isel(z=z)
+            return self.volume(case)[[IMAGE, LABEL]].isel(z=z)
         z = int(z) % n_z
-        location, options = self._location()
         readers = case_readers(location, case, options or None)
         image, label = read_blocks(
             [(readers.image, z, z + 1, None), (readers.label, z, z + 1, None)]
         )
         plane = ("y", "x")
+        variables = volume.variables
         return xr.Dataset(
             {
-                IMAGE: (plane, image[0], volume[IMAGE].attrs),
-                LABEL: (plane, label[0], volume[LABEL].attrs),
+                IMAGE: xr.Variable(plane, image[0], dict(variables[IMAGE].attrs)),
+                LABEL: xr.Variable(plane, label[0], dict(variables[LABEL].attrs)),
             },
             coords={
-                "x": volume["x"].variable,
-                "y": volume["y"].variable,
-                "z": ((), volume["z"].values[z], volume["z"].attrs),
+                "x": variables["x"],
+                "y": variables["y"],
+                "z": xr.Variable((), variables["z"].values[z], dict(variables["z"].attrs)),
             },
-            attrs=volume.attrs,
+            attrs=dict(volume.attrs),
         )
 
     def to_nifti(self, case: str, path: str | os.PathLike, label: bool = False) -> Path:

@@ -107,6 +107,14 @@ def open_volume(
         ``(z, vertebra)``, ``bbox_start``/``bbox_stop`` on ``(vertebra, axis)``; coordinates
         in mm; ``attrs["affine"]`` is the 4x4 canonical affine.
     """
+    # a shallow copy: the caller may change attrs or variables without touching the cache
+    return cached_volume(location, case_id, storage_options).copy(deep=False)
+
+
+def cached_volume(
+    location: str | os.PathLike | Store, case_id: str, storage_options: dict[str, Any] | None
+) -> xr.Dataset:
+    """The process's cached lazy volume of one case, built on first use; never modify it."""
     key = (*cache_key(location, storage_options), case_id)
     with _volumes_lock:
         cached = _volumes.get(key)
@@ -118,8 +126,7 @@ def open_volume(
             _volumes[key] = cached
             while len(_volumes) > _MAX_CACHED_VOLUMES:
                 _volumes.popitem(last=False)
-    # a shallow copy: the caller may change attrs or variables without touching the cache
-    return cached.copy(deep=False)
+    return cached
 
 
 def _build_volume(
