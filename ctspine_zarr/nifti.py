@@ -176,7 +176,7 @@ def _image_from_bytes(raw: bytes, path: str, case_id: str) -> nib.Nifti1Image:
     return img
 
 
-def _voxel_values(img: nib.Nifti1Image, path: str, case_id: str) -> np.ndarray:
+def _voxel_values(img: nib.Nifti1Image, raw: bytes, path: str, case_id: str) -> np.ndarray:
     shape = img.shape
     if len(shape) > 3 and any(n != 1 for n in shape[3:]):
         raise InvalidCaseError(
@@ -193,7 +193,7 @@ def _voxel_values(img: nib.Nifti1Image, path: str, case_id: str) -> np.ndarray:
             case_id, path, f"voxel type {dtype} is not a real scalar", "store one real channel"
         )
     try:
-        values = _integral_scaled(img)
+        values = _integral_scaled(img, raw)
         if values is None:
             values = np.asanyarray(img.dataobj)
     except Exception as err:
@@ -203,13 +203,14 @@ def _voxel_values(img: nib.Nifti1Image, path: str, case_id: str) -> np.ndarray:
     return values.reshape(shape[:3])
 
 
-def _integral_scaled(img: nib.Nifti1Image) -> np.ndarray | None:
+def _integral_scaled(img: nib.Nifti1Image, raw: bytes) -> np.ndarray | None:
     """Return ``raw * slope + inter`` in integers when that equals nibabel's float result.
 
     For 8- and 16-bit raw voxels with integral slope and intercept, nibabel's float
     scaling is exact, so integer arithmetic gives the same values without a float copy
-    of the volume and without the float passes of :func:`smallest_exact_dtype`. Returns
-    None for every other case (nibabel then scales).
+    of the volume and without the float passes of :func:`smallest_exact_dtype`. Without
+    scaling the result is a read-only view of ``raw`` (no copy). Returns None for every
+    other case (nibabel then scales).
     """
     proxy = cast(Any, img.dataobj)
     slope, inter = float(proxy.slope), float(proxy.inter)
@@ -218,16 +219,30 @@ def _integral_scaled(img: nib.Nifti1Image) -> np.ndarray | None:
         return None
     if not (slope.is_integer() and inter.is_integer()) or slope == 0:
         return None
-    raw = np.asanyarray(proxy.get_unscaled())
+    unscaled = _unscaled_view(img, raw)
+    if unscaled is None:
+        return None
     if slope == 1 and inter == 0:
-        return raw
-    low, high = int(raw.min()) * int(slope) + int(inter), int(raw.max()) * int(slope) + int(inter)
-    work = smallest_exact_dtype(np.array([low, high, int(raw.min()), int(raw.max())]))
-    values = raw.astype(work)
+        return unscaled
+    low = int(unscaled.min()) * int(slope) + int(inter)
+    high = int(unscaled.max()) * int(slope) + int(inter)
+    work = smallest_exact_dtype(np.array([low, high, int(unscaled.min()), int(unscaled.max())]))
+    values = unscaled.astype(work)
     if slope != 1:
         values *= work.type(int(slope))
     values += work.type(int(inter))
     return values
+
+
+def _unscaled_view(img: nib.Nifti1Image, raw: bytes) -> np.ndarray | None:
+    """The file's stored voxels as a read-only view of ``raw`` (None: let nibabel read)."""
+    proxy = cast(Any, img.dataobj)
+    shape = tuple(int(n) for n in img.shape)
+    dtype = img.get_data_dtype()
+    offset, count = int(proxy.offset), int(np.prod(shape))
+    if getattr(proxy, "order", "F") != "F" or offset + count * dtype.itemsize > len(raw):
+        return None  # nibabel's own read then raises its message for a short file
+    return np.frombuffer(raw, dtype=dtype, count=count, offset=offset).reshape(shape, order="F")
 
 
 def _check_geometry(img: nib.Nifti1Image, raw: bytes, path: str, case_id: str) -> list[str]:
@@ -304,7 +319,7 @@ def read_volume(
     del data
     img = _image_from_bytes(raw, path, case_id)
     notes = _check_geometry(img, raw, path, case_id)
-    values = _voxel_values(img, path, case_id)
+    values = _voxel_values(img, raw, path, case_id)
     # the file's own bytes before the voxels (header and extensions); nibabel resets
     # vox_offset and scl_slope/scl_inter in the header of a loaded image
     header_bytes = raw[: int(cast(Any, img.dataobj).offset)]
@@ -322,8 +337,12 @@ def read_volume(
     ornt = io_orientation(source_affine)
     canonical = apply_orientation(values, ornt)
     affine = source_affine @ inv_ornt_aff(ornt, values.shape)
-    out = np.empty(canonical.shape[::-1], dtype=target)
-    np.copyto(out, canonical.transpose(2, 1, 0), casting="unsafe")
+    zyx = canonical.transpose(2, 1, 0)
+    if zyx.dtype == target and zyx.flags.c_contiguous:
+        out = zyx  # no flip, no narrowing: the file's voxel array as it is (read-only)
+    else:
+        out = np.empty(zyx.shape, dtype=target)
+        np.copyto(out, zyx, casting="unsafe")
     return CanonicalVolume(
         data=out,
         affine=affine,
@@ -351,6 +370,13 @@ def _mtime(info: dict[str, Any]) -> float | None:
 
 
 def _label_values(values: np.ndarray, path: str, case_id: str) -> np.ndarray:
+    """Return the label map as uint8, or raise naming what is wrong with its values."""
+    if values.dtype == np.uint8:
+        return values
+    with np.errstate(invalid="ignore"):  # NaN, inf and wrapped values: found just below
+        as_uint8 = values.astype(np.uint8)
+    if np.array_equal(as_uint8, values):
+        return as_uint8
     if values.dtype.kind == "f":
         if np.isnan(values).any():
             raise InvalidCaseError(
@@ -364,14 +390,12 @@ def _label_values(values: np.ndarray, path: str, case_id: str) -> np.ndarray:
                 f"label values must be integral, but found {bad.tolist()}",
                 "round the label map or re-export it as an integer type",
             )
-    if values.size and (values.min() < 0 or values.max() > 255):
-        raise InvalidCaseError(
-            case_id,
-            path,
-            f"label values must lie in 0..255, but range from {values.min()} to {values.max()}",
-            "relabel with VerSe numbers (1-28)",
-        )
-    return values
+    raise InvalidCaseError(
+        case_id,
+        path,
+        f"label values must lie in 0..255, but range from {values.min()} to {values.max()}",
+        "relabel with VerSe numbers (1-28)",
+    )
 
 
 def read_pair(
