@@ -20,13 +20,10 @@ process (the cache is keyed by process id and dropped when pickled), so a forked
 DataLoader worker opens its own store and never uses its parent's file handles, filesystem
 objects or event loop.
 
-Item path: a slice read is one inner chunk (one axial slice) of a shard per array. For the
-store's own layout (``sharding_indexed`` with ``(1, Y, X)`` inner chunks) the reader fetches
-the shard index once per process, then only the chunk's byte range, and decodes it with the
-array's own zarr codecs synchronously, in the calling thread: no xarray, no dask, no asyncio
-round trip per chunk on a local store. Other stores (fsspec URLs) go through the zarr store
-API, with the requests of one item or one batch gathered concurrently. Arrays of any other
-layout are read with ``zarr.Array.__getitem__``.
+Item path: a slice read is one inner chunk (one axial slice) of a shard per array, read
+through :mod:`ctspine_zarr.slicereader`: the shard index once per process, then only the
+chunk's byte range, decoded synchronously in the calling thread (no xarray, no dask, no
+asyncio round trip per chunk on a local store); the requests of one batch are gathered.
 """
 
 from __future__ import annotations

@@ -190,15 +190,19 @@ class ZReader:
         self._index: dict[int, np.ndarray] = {}
 
     def cached_index(self, shard: int) -> np.ndarray | None:
+        """The ``(offset, length)`` table of shard ``shard`` when already fetched, else None."""
         return self._index.get(shard)
 
     def remember_index(self, shard: int, table: np.ndarray) -> None:
+        """Keep the decoded index of shard ``shard`` (the cache is bounded)."""
         if len(self._index) >= _INDEX_CACHE_SIZE:
             self._index.clear()
         self._index[shard] = table
 
 
 class CaseReaders(NamedTuple):
+    """The readers of one case's ``image`` and ``label``, and its canonical affine."""
+
     image: ZReader
     label: ZReader
     affine: np.ndarray

@@ -65,7 +65,9 @@ Layout
 ------
 Per case there is one task per ``slices_per_task`` slices (default: the shard, 32 slices),
 ``ceil(blocks / 8)`` merges when it has more than 8 blocks, and one final task; per split one
-merge per 8 cases. CTSpine1K (1,005 cases of ~500 slices) is ~2e4 tasks.
+merge per 8 cases. CTSpine1K (1,005 cases of ~500 slices) is ~2e4 tasks. A block task reads
+its slices through :mod:`ctspine_zarr.slicereader` (a whole shard is one read, decoded in the
+task's own thread): through ``zarr.Array`` the event-loop hand-offs were 65% of the time.
 """
 
 from __future__ import annotations
