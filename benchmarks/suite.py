@@ -416,34 +416,29 @@ class Workspace:
     def ensure_store(self) -> Path:
         """The store (ingested untimed, 2 workers, when the conversion section did not run)."""
         if self.store is None:
-            cases = self.cases
-            store = self.stores / "store.zarr"
-            remove_store(store)
-            log("store: ingesting (untimed) ...")
-            seconds, report = time_call(
-                lambda: ctspine_zarr.ingest(self.raw, store, workers=2, progress=False)
-            )
-            if not report.ok or report.catalogue_cases != len(cases):
-                raise RuntimeError(report.summary())
-            self.store, self.untimed["ingest"] = store, seconds
+            self.store = self._ingest_untimed("store.zarr", "default", "ingest")
         return self.store
 
     def ensure_compact_store(self) -> Path:
         """The store written with ``codec="compact"`` (ingested untimed, 2 workers)."""
         if self.compact_store is None:
-            cases = self.cases
-            store = self.stores / "store-compact.zarr"
-            remove_store(store)
-            log("compact store: ingesting (untimed) ...")
-            seconds, report = time_call(
-                lambda: ctspine_zarr.ingest(
-                    self.raw, store, workers=2, codec="compact", progress=False
-                )
+            self.compact_store = self._ingest_untimed(
+                "store-compact.zarr", "compact", "ingest_compact"
             )
-            if not report.ok or report.catalogue_cases != len(cases):
-                raise RuntimeError(report.summary())
-            self.compact_store, self.untimed["ingest_compact"] = store, seconds
         return self.compact_store
+
+    def _ingest_untimed(self, name: str, codec: str, key: str) -> Path:
+        cases = self.cases
+        store = self.stores / name
+        remove_store(store)
+        log(f"{name}: ingesting (untimed, codec {codec}) ...")
+        seconds, report = time_call(
+            lambda: ctspine_zarr.ingest(self.raw, store, workers=2, codec=codec, progress=False)
+        )
+        if not report.ok or report.catalogue_cases != len(cases):
+            raise RuntimeError(report.summary())
+        self.untimed[key] = seconds
+        return store
 
     def ensure_arrow(self, mode: str) -> Path:
         """The Arrow table of ``mode`` (built untimed when not built by the conversion)."""
