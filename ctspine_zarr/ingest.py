@@ -48,6 +48,7 @@ from .schema import (
     image_encoding,
     label_compressors,
 )
+from .shardwriter import write_array
 from .store import forget, is_url, to_store
 
 __all__ = ["CaseOutcome", "IngestReport", "ingest", "ingest_case"]
@@ -201,8 +202,8 @@ def _write_case(
             **common,
         ),
     ]
-    arrays[0][:] = image.data
-    arrays[1][:] = label.data
+    write_array(arrays[0], image.data)  # the bytes zarr writes, without its per-chunk overhead
+    write_array(arrays[1], label.data)
     small = {
         SLICE_VERTEBRAE: (index.slice_vertebrae, ("z", VERTEBRA_DIM)),
         IMAGE_HEADER: (np.frombuffer(image.header_bytes, dtype=np.uint8), ("byte",)),

@@ -1,0 +1,85 @@
+"""Lean writes of a whole ``(z, y, x)`` array sharded along z, one slice per inner chunk.
+
+zarr-python writes a shard by sending every inner chunk through its asyncio codec
+pipeline; for one-slice chunks that orchestration cost about 45% on top of the Blosc
+encoding itself (0.77 CPU-seconds against 0.53 for a 201-slice case). :func:`write_array`
+encodes the slices with the array's own zarr codecs synchronously, a few slices at a time
+on a small thread pool (Blosc releases the GIL), assembles each shard as the
+``sharding_indexed`` codec lays it out (the chunks in order, then the index of
+``(offset, nbytes)`` pairs with its checksum; chunks past the array's end are marked
+empty), and stores it with one ``store.set`` per shard. The bytes are those zarr writes
+(a test compares them file by file). Any other layout is written with
+``zarr.Array.__setitem__``.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Final
+
+import numpy as np
+import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from .slicereader import _Layout
+
+__all__ = ["write_array"]
+
+_MAX_UINT_64: Final = 2**64 - 1
+#: Threads that encode the slices of one shard (Blosc and CRC32C release the GIL).
+ENCODE_THREADS: Final = min(4, os.cpu_count() or 1)
+
+
+def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = ENCODE_THREADS) -> None:
+    """Write ``data`` (the array's full shape) into ``array``, one shard at a time.
+
+    Parameters
+    ----------
+    array
+        A new ``(z, y, x)`` zarr array.
+    data
+        Its values, ``[z, y, x]``.
+    threads
+        Threads that encode the slices of a shard.
+    """
+    if tuple(data.shape) != tuple(array.shape):
+        raise ValueError(f"data of shape {data.shape} for an array of shape {array.shape}")
+    try:
+        layout = _Layout.of(array)
+    except Exception:  # noqa: BLE001 - any surprise in zarr internals: use the public path
+        layout = None
+    if layout is None or not layout.index_at_end or data.shape[0] == 0:
+        array[...] = data
+        return
+    values = np.asarray(data, dtype=array.dtype)
+    spec = layout.chunk_spec
+    nd_buffer = spec.prototype.nd_buffer
+    array_bytes, bytes_bytes = layout.chunk_codecs
+
+    def encode(z: int) -> bytes:
+        chunk: Any = nd_buffer.from_numpy_array(values[z : z + 1])
+        encoded: Any = array_bytes._encode_sync(chunk, spec)  # type: ignore[attr-defined]
+        for codec in bytes_bytes:
+            encoded = codec._encode_sync(encoded, spec)  # type: ignore[attr-defined]
+        return bytes(encoded.as_numpy_array())
+
+    index_bytes, index_checks = layout.index_codecs
+    n_z, shard_z = values.shape[0], layout.shard_z
+    store = layout.store
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for shard in range(0, (n_z + shard_z - 1) // shard_z):
+            z0, z1 = shard * shard_z, min((shard + 1) * shard_z, n_z)
+            chunks = list(pool.map(encode, range(z0, z1)))
+            table = np.full((shard_z, 2), _MAX_UINT_64, dtype=np.uint64)
+            lengths = np.array([len(c) for c in chunks], dtype=np.uint64)
+            table[: len(chunks), 1] = lengths
+            table[: len(chunks), 0] = np.cumsum(lengths) - lengths
+            index: Any = nd_buffer.from_numpy_array(table.reshape(layout.index_spec.shape))
+            index = index_bytes._encode_sync(index, layout.index_spec)  # type: ignore[attr-defined]
+            for codec in index_checks:
+                index = codec._encode_sync(index, layout.index_spec)  # type: ignore[attr-defined]
+            body = b"".join([*chunks, bytes(index.as_numpy_array())])
+            buffer = default_buffer_prototype().buffer.from_bytes(body)
+            sync(store.set(layout.key(shard), buffer))

@@ -1,0 +1,66 @@
+"""The lean shard writer: the same bytes as zarr, for every layout the ingest writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import Crc32cCodec
+
+from ctspine_zarr.codecs import JpegLsCodec
+from ctspine_zarr.schema import image_encoding, label_compressors
+from ctspine_zarr.shardwriter import write_array
+
+
+def _volume(n_z: int, dtype: str) -> np.ndarray:
+    rng = np.random.default_rng(n_z)
+    base = rng.normal(0, 40, size=(n_z, 24, 40)).cumsum(axis=2)
+    return np.clip(base, np.iinfo(dtype).min, np.iinfo(dtype).max).astype(dtype)
+
+
+ENCODINGS = {
+    "image, blosc": lambda v: image_encoding("default", sample=v),
+    "image, jpeg-ls": lambda v: {"serializer": JpegLsCodec(), "compressors": [Crc32cCodec()]},
+    "label": lambda v: {"compressors": label_compressors()},
+}
+
+
+@pytest.mark.parametrize("n_z", [1, 7, 32, 33, 70])
+@pytest.mark.parametrize("kind", list(ENCODINGS))
+def test_shards_are_the_bytes_zarr_writes(n_z: int, kind: str) -> None:
+    volume = _volume(n_z, "uint8" if kind == "label" else "int16")
+    stores = {"zarr": zarr.storage.MemoryStore(), "lean": zarr.storage.MemoryStore()}
+    arrays = {
+        name: zarr.create_array(
+            store,
+            name="a",
+            shape=volume.shape,
+            dtype=volume.dtype,
+            chunks=(1, 24, 40),
+            shards=(min(32, n_z), 24, 40),
+            fill_value=0,
+            config={"write_empty_chunks": True},
+            **ENCODINGS[kind](volume),
+        )
+        for name, store in stores.items()
+    }
+    arrays["zarr"][...] = volume
+    write_array(arrays["lean"], volume, threads=3)
+    keys = sorted(k for k in stores["zarr"]._store_dict if "/c/" in k)
+    assert keys == sorted(k for k in stores["lean"]._store_dict if "/c/" in k)
+    assert len(keys) == -(-n_z // 32)
+    for key in keys:
+        lean, theirs = stores["lean"]._store_dict[key], stores["zarr"]._store_dict[key]
+        assert lean.to_bytes() == theirs.to_bytes(), key
+    np.testing.assert_array_equal(zarr.open_array(stores["lean"], path="a")[...], volume)
+
+
+def test_other_layouts_go_through_zarr() -> None:
+    volume = _volume(5, "int16")
+    array = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=volume.shape, dtype=volume.dtype, chunks=(2, 24, 40)
+    )
+    write_array(array, volume)
+    np.testing.assert_array_equal(array[...], volume)
+    with pytest.raises(ValueError, match="shape"):
+        write_array(array, volume[:3])
