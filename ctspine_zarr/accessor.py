@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CTSpineAccessor"]
 
+#: xarray's internal constructor from ready variables and indexes (None if it is gone).
+_CONSTRUCT_DIRECT: Any = getattr(xr.Dataset, "_construct_direct", None)
+
 
 @xr.register_dataset_accessor("ctspine")
 class CTSpineAccessor:
@@ -112,20 +115,7 @@ class CTSpineAccessor:
         image, label = read_blocks(
             [(readers.image, z, z + 1, None), (readers.label, z, z + 1, None)]
         )
-        plane = ("y", "x")
-        variables = volume.variables
-        return xr.Dataset(
-            {
-                IMAGE: xr.Variable(plane, image[0], dict(variables[IMAGE].attrs)),
-                LABEL: xr.Variable(plane, label[0], dict(variables[LABEL].attrs)),
-            },
-            coords={
-                "x": variables["x"],
-                "y": variables["y"],
-                "z": xr.Variable((), variables["z"].values[z], dict(variables["z"].attrs)),
-            },
-            attrs=dict(volume.attrs),
-        )
+        return _plane_dataset(volume, z, image[0], label[0])
 
     def to_nifti(self, case: str, path: str | os.PathLike, label: bool = False) -> Path:
         """Write one case back to NIfTI in its original orientation, with its original header.
@@ -219,3 +209,37 @@ class CTSpineAccessor:
             storage_options=options,
             **kwargs,
         )
+
+
+def _plane_dataset(volume: xr.Dataset, z: int, image: np.ndarray, label: np.ndarray) -> xr.Dataset:
+    """The Dataset of slice ``z`` of ``volume`` holding ``image`` and ``label``.
+
+    Equal to ``volume[["image", "label"]].isel(z=z)`` with these values (a test checks it).
+    xarray's public constructor rebuilds the x and y indexes and merges coordinates, about
+    0.25 ms, a quarter of a slice read; the slice reuses the volume's indexes through
+    ``Dataset._construct_direct`` (16 us) and falls back to the constructor if that
+    private method changes.
+    """
+    source = volume.variables
+    plane = ("y", "x")
+    variables = {
+        IMAGE: xr.Variable(plane, image, dict(source[IMAGE].attrs)),
+        LABEL: xr.Variable(plane, label, dict(source[LABEL].attrs)),
+        "x": source["x"],
+        "y": source["y"],
+        "z": xr.Variable((), source["z"].values[z], dict(source["z"].attrs)),
+    }
+    attrs = dict(volume.attrs)
+    if _CONSTRUCT_DIRECT is not None:
+        try:
+            return _CONSTRUCT_DIRECT(
+                variables,
+                {"x", "y", "z"},
+                {"y": image.shape[0], "x": image.shape[1]},
+                attrs,
+                {"x": volume.xindexes["x"], "y": volume.xindexes["y"]},
+            )
+        except TypeError:  # a future xarray with another signature
+            pass
+    coords = {name: variables.pop(name) for name in ("x", "y", "z")}
+    return xr.Dataset(variables, coords=coords, attrs=attrs)

@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 
 import ctspine_zarr
+from ctspine_zarr import accessor
 from ctspine_zarr.errors import CaseNotFoundError, StoreError
 
 
@@ -85,6 +86,19 @@ def test_a_read_slice_equals_the_lazy_slice(store: Path, opener: str) -> None:
                 read = ds.ctspine.slice(case, z)
             assert isinstance(read.image.data, np.ndarray)
             xr.testing.assert_identical(read, ds.ctspine.slice(case, z, lazy=True).compute())
+
+
+def test_a_read_slice_does_not_need_private_xarray(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = ctspine_zarr.open(store)
+    case = ds.ctspine.case_ids()[0]
+    fast = ds.ctspine.slice(case, 2)
+
+    monkeypatch.setattr(accessor, "_CONSTRUCT_DIRECT", None)
+    public = ds.ctspine.slice(case, 2)
+    xr.testing.assert_identical(public, fast)
+    xr.testing.assert_identical(public, ds.ctspine.slice(case, 2, lazy=True).compute())
 
 
 def test_unknown_case_names_close_matches(store: Path) -> None:
