@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -105,12 +106,13 @@ class CTSpineAccessor:
         """
         location, options = self._location()
         volume = cached_volume(location, self._check(case), options)  # read-only use
+        z = operator.index(z)
         n_z = volume.sizes["z"]
         if not -n_z <= z < n_z:
             raise IndexError(f"slice index must lie in [0, {n_z}) for case {case!r}, but is {z}")
         if lazy:
             return self.volume(case)[[IMAGE, LABEL]].isel(z=z)
-        z = int(z) % n_z
+        z %= n_z
         readers = case_readers(location, case, options or None)
         image, label = read_blocks(
             [(readers.image, z, z + 1, None), (readers.label, z, z + 1, None)]
@@ -225,8 +227,9 @@ def _plane_dataset(volume: xr.Dataset, z: int, image: np.ndarray, label: np.ndar
     variables = {
         IMAGE: xr.Variable(plane, image, dict(source[IMAGE].attrs)),
         LABEL: xr.Variable(plane, label, dict(source[LABEL].attrs)),
-        "x": source["x"],
-        "y": source["y"],
+        # shallow copies: the volume is the process's cached one, its attrs must not be shared
+        "x": source["x"].copy(deep=False),
+        "y": source["y"].copy(deep=False),
         "z": xr.Variable((), source["z"].values[z], dict(source["z"].attrs)),
     }
     attrs = dict(volume.attrs)

@@ -77,6 +77,8 @@ def encode(values: np.ndarray) -> bytes:
         An int8, uint8, int16 or uint16 array of any byte order, e.g. a ``(1, Y, X)`` slice.
     """
     dtype = values.dtype.newbyteorder("=")
+    if not supports(dtype):
+        raise ValueError(f"{JPEGLS_NAME} codes int8, uint8, int16 and uint16 data, not {dtype}")
     unsigned, sign = _unsigned(dtype)
     width = values.shape[-1] if values.ndim else 1
     plane = np.ascontiguousarray(values, dtype=dtype).view(unsigned).reshape(-1, width)
@@ -126,7 +128,10 @@ class JpegLsCodec(ArrayBytesCodec):
             )
         if sign:
             np.bitwise_xor(plane, sign, out=plane)
-        values = plane.view(dtype).reshape(chunk_spec.shape)
+        native = dtype.newbyteorder("=")
+        values = plane.view(native).reshape(chunk_spec.shape)
+        if native != dtype:
+            values = values.astype(dtype)  # an array of a non-native dtype
         return chunk_spec.prototype.nd_buffer.from_numpy_array(values)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:

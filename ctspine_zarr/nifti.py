@@ -226,7 +226,9 @@ def _integral_scaled(img: nib.Nifti1Image, raw: bytes) -> np.ndarray | None:
         return unscaled
     low = int(unscaled.min()) * int(slope) + int(inter)
     high = int(unscaled.max()) * int(slope) + int(inter)
-    work = smallest_exact_dtype(np.array([low, high, int(unscaled.min()), int(unscaled.max())]))
+    # a dtype that holds the result, the stored values, and the slope and intercept
+    lowest, highest = int(unscaled.min()), int(unscaled.max())
+    work = smallest_exact_dtype(np.array([low, high, lowest, highest, int(slope), int(inter)]))
     values = unscaled.astype(work)
     if slope != 1:
         values *= work.type(int(slope))

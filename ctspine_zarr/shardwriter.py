@@ -8,7 +8,8 @@ on a small thread pool (Blosc releases the GIL), assembles each shard as the
 ``sharding_indexed`` codec lays it out (the chunks in order, then the index of
 ``(offset, nbytes)`` pairs with its checksum; chunks past the array's end are marked
 empty), and stores it with one ``store.set`` per shard. The bytes are those zarr writes
-(a test compares them file by file). Any other layout is written with
+(a test compares them file by file). Arrays of any other layout, and arrays that leave out
+chunks equal to the fill value (``write_empty_chunks=False``), are written with
 ``zarr.Array.__setitem__``.
 """
 
@@ -50,8 +51,9 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = ENCODE_TH
         layout = _Layout.of(array)
     except Exception:  # noqa: BLE001 - any surprise in zarr internals: use the public path
         layout = None
-    if layout is None or not layout.index_at_end or data.shape[0] == 0:
-        array[...] = data
+    writes_empty = bool(getattr(array.async_array.config, "write_empty_chunks", False))
+    if layout is None or not layout.index_at_end or not writes_empty or data.shape[0] == 0:
+        array[...] = data  # zarr leaves out chunks equal to the fill value: its own path
         return
     values = np.asarray(data, dtype=array.dtype)
     spec = layout.chunk_spec

@@ -122,7 +122,8 @@ class _Layout:
 
     def key(self, shard: int) -> str:
         """Store key of shard number ``shard`` along z."""
-        return f"{self.prefix}/{self.metadata.encode_chunk_key((shard, 0, 0))}"
+        chunk_key = self.metadata.encode_chunk_key((shard, 0, 0))
+        return f"{self.prefix}/{chunk_key}" if self.prefix else chunk_key  # "": store root
 
     def decode_index(self, data: bytes) -> np.ndarray:
         """Return the ``uint64 [shard_z, 2]`` (offset, length) table of an encoded shard index."""

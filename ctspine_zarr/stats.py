@@ -614,7 +614,8 @@ def nnunet_samples(
     dtype = np.uint32 if n_fg <= 1 << 32 else np.int64
     # Many draws: count how often each voxel is drawn (a sequential bincount), then weight
     # the voxels' codes by it; few draws: look the codes up (random access, no O(n_fg) work).
-    by_voxel = max(n_overall, n_split) >= n_fg // 4
+    # (measured: per voxel wins for 2M voxels and 30M draws, loses from ~10M voxels on)
+    by_voxel = n_fg <= _DRAW_CHUNK and max(n_overall, n_split) >= n_fg // 4
     drawn = np.zeros(n_fg if by_voxel else n_codes, dtype=np.int64)
     out = []
     for n in (n_overall, max(n_split - n_overall, 0)):

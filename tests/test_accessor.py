@@ -88,6 +88,21 @@ def test_a_read_slice_equals_the_lazy_slice(store: Path, opener: str) -> None:
             xr.testing.assert_identical(read, ds.ctspine.slice(case, z, lazy=True).compute())
 
 
+def test_changing_a_slice_changes_neither_the_volume_nor_the_next_slice(store: Path) -> None:
+    ds = ctspine_zarr.open(store)
+    case = ds.ctspine.case_ids()[0]
+    first = ds.ctspine.slice(case, 1)
+    first.x.attrs["units"] = "cm"
+    first.attrs["case"] = "changed"
+    first.image.attrs["units"] = "changed"
+    assert ds.ctspine.volume(case).x.attrs["units"] == "mm"
+    again = ds.ctspine.slice(case, 1)
+    assert again.x.attrs["units"] == "mm" and again.attrs["case"] == case
+    assert again.image.attrs["units"] == "HU"
+    with pytest.raises(TypeError):
+        ds.ctspine.slice(case, 2.7)  # type: ignore[arg-type]
+
+
 def test_a_read_slice_does_not_need_private_xarray(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 import ctspine_zarr
-from ctspine_zarr.codecs import JPEGLS_NAME, JpegLsCodec, supports
+from ctspine_zarr.codecs import JPEGLS_NAME, JpegLsCodec, encode, supports
 from ctspine_zarr.sampling import SliceSequence
 from ctspine_zarr.schema import image_encoding
 from ctspine_zarr.synthetic import make_raw_tree
@@ -49,6 +49,20 @@ def test_every_supported_dtype_round_trips_exactly(dtype: str) -> None:
     assert [c["name"] for c in inner["codecs"]] == [JPEGLS_NAME, "crc32c"]
 
 
+def test_an_array_of_a_big_endian_dtype_reads_back_its_values() -> None:
+    volume = _extremes(np.dtype("int16"))
+    array = zarr.create_array(
+        zarr.storage.MemoryStore(),
+        shape=volume.shape,
+        dtype=">i2",
+        chunks=(1, 24, 40),
+        shards=(3, 24, 40),
+        serializer=JpegLsCodec(),
+    )
+    array[...] = volume
+    np.testing.assert_array_equal(array[...], volume)
+
+
 def test_dtypes_jpeg_ls_cannot_code_keep_the_default_codec() -> None:
     for dtype in ("int32", "float32", "float64"):
         assert not supports(dtype)
@@ -60,6 +74,8 @@ def test_dtypes_jpeg_ls_cannot_code_keep_the_default_codec() -> None:
         )
     with pytest.raises(ValueError, match="codec must be one of"):
         image_encoding("jpeg-xl")
+    with pytest.raises(ValueError, match="int8, uint8, int16 and uint16 data, not int32"):
+        encode(np.zeros((4, 4), dtype=np.int32))
 
 
 @pytest.fixture(scope="module")

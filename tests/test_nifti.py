@@ -48,6 +48,24 @@ def test_uint16_with_intercept_becomes_int16_hu(tmp_path: Path) -> None:
     np.testing.assert_array_equal(vol.data, hu.transpose(2, 1, 0))
 
 
+@pytest.mark.parametrize(
+    ("stored", "slope", "inter"),
+    [
+        (np.zeros((3, 4, 2), dtype=np.uint8), 100000.0, 0.0),  # slope beyond the stored dtype
+        (np.arange(100, 124, dtype=np.uint8).reshape(3, 4, 2), 300.0, -36000.0),
+        (np.arange(-12, 12, dtype=np.int16).reshape(3, 4, 2), 1.0, 40000.0),
+    ],
+)
+def test_integral_scaling_equals_nibabel_whatever_the_slope(
+    tmp_path: Path, stored: np.ndarray, slope: float, inter: float
+) -> None:
+    path = _save(tmp_path / "s.nii.gz", stored, slope=slope, inter=inter)
+    expected = np.asanyarray(nib.as_closest_canonical(nib.load(path)).dataobj)
+    vol = read_volume(str(path), case_id="s")
+    assert vol.data.dtype.kind in "iu"
+    np.testing.assert_array_equal(vol.data, expected.transpose(2, 1, 0))
+
+
 def test_reorientation_equals_as_closest_canonical(tmp_path: Path) -> None:
     data = np.arange(4 * 5 * 6, dtype=np.int16).reshape(4, 5, 6)
     lps = np.array([[0, 0, -0.7, 5], [-0.9, 0, 0, 6], [0, 2.5, 0, 7], [0, 0, 0, 1.0]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zarr
@@ -10,6 +12,7 @@ from zarr.codecs import Crc32cCodec
 from ctspine_zarr.codecs import JpegLsCodec
 from ctspine_zarr.schema import image_encoding, label_compressors
 from ctspine_zarr.shardwriter import write_array
+from ctspine_zarr.slicereader import ZReader, read_blocks
 
 
 def _volume(n_z: int, dtype: str) -> np.ndarray:
@@ -64,3 +67,39 @@ def test_other_layouts_go_through_zarr() -> None:
     np.testing.assert_array_equal(array[...], volume)
     with pytest.raises(ValueError, match="shape"):
         write_array(array, volume[:3])
+
+
+def test_an_array_at_the_store_root_is_written_inside_the_store(tmp_path: Path) -> None:
+    volume = _volume(40, "int16")
+    store = zarr.storage.LocalStore(tmp_path / "root.zarr")
+    array = zarr.create_array(
+        store,
+        shape=volume.shape,
+        dtype=volume.dtype,
+        chunks=(1, 24, 40),
+        shards=(32, 24, 40),
+        config={"write_empty_chunks": True},
+    )
+    write_array(array, volume)
+    assert sorted(p.name for p in (tmp_path / "root.zarr" / "c").iterdir()) == ["0", "1"]
+    np.testing.assert_array_equal(zarr.open_array(store)[...], volume)
+    (read,) = read_blocks([(ZReader(array), 0, 40, None)])
+    np.testing.assert_array_equal(read, volume)
+
+
+def test_arrays_that_skip_empty_chunks_are_left_to_zarr() -> None:
+    volume = _volume(12, "int16")
+    volume[2] = 0
+    volume[4:8] = 0
+    stores = {"zarr": zarr.storage.MemoryStore(), "lean": zarr.storage.MemoryStore()}
+    arrays = {
+        name: zarr.create_array(
+            store, shape=volume.shape, dtype=volume.dtype, chunks=(1, 24, 40), shards=(4, 24, 40)
+        )
+        for name, store in stores.items()
+    }
+    arrays["zarr"][...] = volume
+    write_array(arrays["lean"], volume)
+    assert sorted(stores["lean"]._store_dict) == sorted(stores["zarr"]._store_dict)
+    assert "c/1/0/0" not in stores["lean"]._store_dict  # an all-fill shard is not written
+    np.testing.assert_array_equal(arrays["lean"][...], volume)

@@ -216,6 +216,7 @@ def test_histograms_merge_exactly() -> None:
         (1 << 16, 1 << 16, 1 << 17),  # a power of two: no rejected draw
         ((1 << 16) + 1, 300, 2000),  # few draws: codes looked up per draw
         (4097, 9000, 5000),  # the split draws fewer than the overall group
+        (S._DRAW_CHUNK + 1, 2_000_000, 2_000_000),  # many voxels: looked up, not counted
     ],
 )
 def test_nnunet_samples_equal_random_state_choice(
