@@ -165,3 +165,16 @@ def test_the_cli_offers_the_codecs_by_name(tmp_path: Path, capsys: pytest.Captur
     assert main(["ingest", str(raw), str(store), "--codec", "compact", "--quiet"]) == 0
     (case,) = ctspine_zarr.open(store).ctspine.case_ids()
     assert JPEGLS_NAME in (store / "cases" / case / "image" / "zarr.json").read_text()
+
+
+def test_statistics_of_a_compact_store_equal_the_default_store(stores: tuple[Path, Path]) -> None:
+    from ctspine_zarr.stats import compute_stats
+
+    compact, default = (
+        compute_stats(s, fingerprint_samples=None, progress=False, scheduler="sync") for s in stores
+    )
+    import pandas as pd
+
+    pd.testing.assert_frame_equal(compact.vertebrae, default.vertebrae)
+    pd.testing.assert_frame_equal(compact.cases, default.cases)
+    assert compact.fingerprint == default.fingerprint
