@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
 
@@ -15,6 +16,7 @@ import ctspine_zarr
 from ctspine_zarr.codecs import JPEGLS_NAME, JpegLsCodec, encode, supports
 from ctspine_zarr.sampling import SliceSequence
 from ctspine_zarr.schema import image_encoding
+from ctspine_zarr.stats import compute_stats
 from ctspine_zarr.synthetic import make_raw_tree
 
 
@@ -168,13 +170,9 @@ def test_the_cli_offers_the_codecs_by_name(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_statistics_of_a_compact_store_equal_the_default_store(stores: tuple[Path, Path]) -> None:
-    from ctspine_zarr.stats import compute_stats
-
     compact, default = (
         compute_stats(s, fingerprint_samples=None, progress=False, scheduler="sync") for s in stores
     )
-    import pandas as pd
-
     pd.testing.assert_frame_equal(compact.vertebrae, default.vertebrae)
     pd.testing.assert_frame_equal(compact.cases, default.cases)
     assert compact.fingerprint == default.fingerprint
