@@ -109,6 +109,11 @@ def build_catalogue(
         "spacing_y": ((CASE_DIM,), spacing[:, 1], {"units": "mm"}),
         "spacing_x": ((CASE_DIM,), spacing[:, 2], {"units": "mm"}),
         "image_dtype": ((CASE_DIM,), column("image_dtype", object), {}),
+        "image_codec": (
+            (CASE_DIM,),
+            np.array([rows[c].get("image_codec", "unknown") for c in ids], dtype=object),
+            {"long_name": "image chunk codec (ctspine_zarr.jpegls needs ctspine-zarr[compact])"},
+        ),
         "has_nonfinite": ((CASE_DIM,), column("has_nonfinite", bool), {}),
         "n_vertebrae": ((CASE_DIM,), present.sum(axis=1).astype(np.int16), {}),
         "has_vertebra": ((CASE_DIM, VERTEBRA_DIM), present, {}),

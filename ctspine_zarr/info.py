@@ -49,6 +49,12 @@ def describe(ds: xr.Dataset, *, location: str = "") -> str:
         f"{VERTEBRA_NAMES[int(v)]}:{int(c)}" for v, c in zip(labels, present, strict=True) if c > 0
     )
     lines += [f"cases per vertebra: {freq}"]
+    if "image_codec" in ds:
+        codecs = pd.Series([str(v) for v in ds["image_codec"].values]).value_counts()
+        text = ", ".join(f"{name}: {int(k)}" for name, k in sorted(codecs.items()))
+        if any(name.startswith("ctspine_zarr.") for name in codecs.index):
+            text += " (reading needs pip install 'ctspine-zarr[compact]')"
+        lines += [f"image codecs (cases): {text}"]
     return "\n".join(lines)
 
 

@@ -45,6 +45,7 @@ from .schema import (
     SLICES_PER_SHARD,
     VERTEBRA_DIM,
     VOLUME_DIMS,
+    encoding_name,
     image_encoding,
     label_compressors,
 )
@@ -182,12 +183,13 @@ def _write_case(
         dimension_names=VOLUME_DIMS,
         config={"write_empty_chunks": True},
     )
+    encoding = image_encoding(codec, sample=image.data)
     arrays = [
         group.create_array(
             IMAGE,
             shape=image.data.shape,
             dtype=image.data.dtype,
-            **image_encoding(codec, sample=image.data),
+            **encoding,
             fill_value=0,
             attributes={"units": "HU", "long_name": "CT intensity (scaled voxel values)"},
             **common,
@@ -222,6 +224,7 @@ def _write_case(
         "source_orientation": image.ornt.tolist(),
         "source_shape": list(image.source_shape),
         "image_dtype": str(image.data.dtype),
+        "image_codec": encoding_name(encoding),
         "has_nonfinite": image.has_nonfinite,
         "geometry_notes": image.warnings,
         "vertebrae": index.to_attrs(),

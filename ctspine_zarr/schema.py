@@ -106,6 +106,24 @@ def image_encoding(codec: str = "default", *, sample: Any = None) -> dict[str, A
     return {"serializer": BytesCodec(), "compressors": _blosc(shuffle)}
 
 
+def encoding_name(encoding: dict[str, Any]) -> str:
+    """A short name of an :func:`image_encoding`: ``"blosc zstd-5 shuffle"``, ...
+
+    Recorded per case (attribute and catalogue column ``image_codec``) so that a reader
+    knows, without opening the arrays, whether it needs ``ctspine-zarr[compact]``.
+    """
+    serializer = encoding.get("serializer")
+    name = serializer.to_dict().get("name", "bytes") if serializer is not None else "bytes"
+    if name != "bytes":
+        return str(name)
+    for codec in encoding.get("compressors", []):
+        config = codec.to_dict()
+        if config.get("name") == "blosc":
+            c = config.get("configuration", {})
+            return f"blosc {c.get('cname')}-{c.get('clevel')} {c.get('shuffle')}"
+    return "bytes"
+
+
 def _blosc(shuffle: Literal["shuffle", "bitshuffle"]) -> list:
     from zarr.codecs import BloscCodec, Crc32cCodec
 

@@ -14,6 +14,7 @@ import zarr
 
 import ctspine_zarr
 from ctspine_zarr.codecs import JPEGLS_NAME, JpegLsCodec, encode, supports
+from ctspine_zarr.info import describe
 from ctspine_zarr.sampling import SliceSequence
 from ctspine_zarr.schema import image_encoding
 from ctspine_zarr.stats import compute_stats
@@ -111,6 +112,17 @@ def test_a_compact_store_holds_the_same_values_in_fewer_bytes(stores: tuple[Path
         default_bytes += b.nbytes_stored()
     assert "JpegLsCodec" in serializers  # kept where it is smaller, Blosc elsewhere
     assert compact_bytes < default_bytes
+    # the catalogue says which case uses which codec, and info says what reading needs
+    names = {c: str(v) for c, v in zip(ids, ds["image_codec"].values, strict=True)}
+    for case in ids:
+        group = zarr.open_group(compact_store, path=f"cases/{case}", mode="r")
+        jpegls = isinstance(group["image"].metadata.codecs[0].codecs[0], JpegLsCodec)  # type: ignore[union-attr]
+        expected = JPEGLS_NAME if jpegls else "blosc zstd-5 "
+        assert names[case].startswith(expected), (case, names[case])
+    defaults = ctspine_zarr.open(store)["image_codec"].values
+    assert all(str(v).startswith("blosc zstd-5 ") for v in defaults)
+    assert "ctspine-zarr[compact]" in describe(ds)
+    assert "ctspine-zarr[compact]" not in describe(ctspine_zarr.open(store))
     assert ctspine_zarr.verify(compact_store).ok
 
 
