@@ -801,14 +801,20 @@ def section_conversion(ws: Workspace, sec: Section) -> None:
     default = inspect.signature(ctspine_zarr.ingest).parameters["scheduler"].default
     other = "processes" if default == "threads" else "threads"
     p1, p2 = one[default], two[default]
-    vs_nibabel = ratio(p1["wall_s"], p1["nibabel_s"])
+    # workers=1 runs dask's sync scheduler whatever the scheduler argument: the 1-worker runs
+    # are repeats of the same code, and a single adjacent nibabel load swung 2.8-3.8 s
+    # between runs, so the goal uses the medians of both (the adjacent ratios stay shown)
+    one_worker = statistics.median(r["wall_s"] for r in one.values())
+    vs_nibabel = ratio(one_worker, nibabel)
     vs_arrow = ratio(arrow2d, p1["wall_s"])
     speedups = {s: ratio(one[s]["wall_s"], two[s]["wall_s"]) for s in one if s in two}
     sec.goals += [
         Goal(
             "5a",
-            f'ingest, 1 worker ("{default}", the default) / nibabel plain load (adjacent)',
-            f"{fmt_ratio(vs_nibabel)} (the same sync code run as {other}/1: "
+            "ingest, 1 worker / nibabel plain load (medians of the runs of the section)",
+            f"{fmt_ratio(vs_nibabel)} ({fmt_seconds(one_worker)} vs {fmt_seconds(nibabel)}; "
+            f"each 1-worker run / its adjacent load: {default} "
+            f"{fmt_ratio(ratio(p1['wall_s'], p1['nibabel_s']))}, {other} "
             f"{fmt_ratio(ratio(one[other]['wall_s'], one[other]['nibabel_s']))})",
             f"<= {GOAL_INGEST_VS_NIBABEL}x",
             vs_nibabel is not None and vs_nibabel <= GOAL_INGEST_VS_NIBABEL,
