@@ -1399,23 +1399,6 @@ def section_stats(ws: Workspace, sec: Section) -> None:
 # -- real CT ----------------------------------------------------------------------------------
 
 
-def _blosc_config(meta: Any) -> dict[str, Any] | None:
-    """Find the Blosc codec configuration inside an array's metadata dict."""
-    if isinstance(meta, dict):
-        if meta.get("name") == "blosc":
-            return dict(meta.get("configuration", {}))
-        for value in meta.values():
-            found = _blosc_config(value)
-            if found is not None:
-                return found
-    elif isinstance(meta, list):
-        for value in meta:
-            found = _blosc_config(value)
-            if found is not None:
-                return found
-    return None
-
-
 def section_realct(ws: Workspace, sec: Section) -> None:
     """pydicom-data's real CT slices as one-slice NIfTI pairs, ingested: bytes vs .nii.gz."""
     import zarr
@@ -1459,13 +1442,7 @@ def section_realct(ws: Workspace, sec: Section) -> None:
             array = group["image"]
             assert isinstance(array, zarr.Array)
             exact = bool(np.array_equal(array[:], s.hu))
-            metadata = json.loads((image_dir / "zarr.json").read_text("utf-8"))
-            blosc = _blosc_config(metadata) or {}
-            codec = (
-                f"blosc {blosc.get('cname')} {blosc.get('clevel')} {blosc.get('shuffle')}"
-                if blosc
-                else _serializer_name(metadata)
-            )
+            codec = str(group.attrs["image_codec"])  # recorded by the ingest
             numbers.setdefault(codec_name, {})[s.name] = {
                 "nii_gz_bytes": nii,
                 "nii_gz6_bytes": gz6,
@@ -1474,7 +1451,7 @@ def section_realct(ws: Workspace, sec: Section) -> None:
                 "store_image_metadata_bytes": meta_bytes,
                 "ratio_vs_nibabel": ratio(data_bytes, nii),
                 "ratio_vs_gzip6": ratio(data_bytes, gz6),
-                "codec": blosc or codec,
+                "codec": codec,
                 "exact": exact,
             }
             kind = "original" if s.name.endswith("UNCR") else "lossy copy of UNCR"
@@ -1546,15 +1523,6 @@ def section_realct(ws: Workspace, sec: Section) -> None:
                     value,
                 )
             )
-
-
-def _serializer_name(metadata: dict[str, Any]) -> str:
-    """The name of the inner chunks' array-to-bytes codec in an array's zarr.json."""
-    for codec in metadata.get("codecs", []):
-        inner = codec.get("configuration", {}).get("codecs")
-        if inner:
-            return str(inner[0].get("name"))
-    return "?"
 
 
 # -- scale ------------------------------------------------------------------------------------

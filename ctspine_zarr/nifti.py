@@ -224,10 +224,9 @@ def _integral_scaled(img: nib.Nifti1Image, raw: bytes) -> np.ndarray | None:
         return None
     if slope == 1 and inter == 0:
         return unscaled
-    low = int(unscaled.min()) * int(slope) + int(inter)
-    high = int(unscaled.max()) * int(slope) + int(inter)
-    # a dtype that holds the result, the stored values, and the slope and intercept
     lowest, highest = int(unscaled.min()), int(unscaled.max())
+    low, high = sorted((lowest * int(slope) + int(inter), highest * int(slope) + int(inter)))
+    # a dtype that holds the result, the stored values, and the slope and intercept
     work = smallest_exact_dtype(np.array([low, high, lowest, highest, int(slope), int(inter)]))
     values = unscaled.astype(work)
     if slope != 1:

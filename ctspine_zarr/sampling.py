@@ -31,7 +31,6 @@ from __future__ import annotations
 import multiprocessing.context
 import operator
 import os
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.sharedctypes import RawValue
@@ -41,7 +40,6 @@ import numpy as np
 import numpy.typing as npt
 import zarr
 from zarr.abc.store import Store
-from zarr.codecs.bytes import Endian
 
 from .schema import (
     CASE_DIM,
@@ -76,9 +74,6 @@ Item = dict[str, Any]
 Location = str | os.PathLike[str] | Store
 Transform = Callable[[Item], Any]
 
-_MAX_UINT_64: Final = 2**64 - 1
-_NATIVE: Final = Endian.little if sys.byteorder == "little" else Endian.big
-_INDEX_CACHE_SIZE: Final = 4096
 _FOREGROUND_TRIES: Final = 16
 _COLUMN: Final = {label: i for i, label in enumerate(VERTEBRA_LABELS)}
 _BY_NAME: Final = {name.lower(): label for label, name in VERTEBRA_NAMES.items()}

@@ -149,9 +149,9 @@ def _blosc_sizes(volume: Any) -> dict[Literal["shuffle", "bitshuffle"], int]:
         "shuffle": numcodecs.Blosc.SHUFFLE,
         "bitshuffle": numcodecs.Blosc.BITSHUFFLE,
     }
+    picks = _sample_slices(volume)
     for name, mode in modes.items():
         codec = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=mode)
-        picks = _sample_slices(volume)
         sizes[name] = sum(len(codec.encode(np.ascontiguousarray(volume[z]))) for z in picks)
     return sizes
 

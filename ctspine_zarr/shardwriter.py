@@ -24,11 +24,10 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from .slicereader import _Layout
+from .slicereader import EMPTY_ENTRY, ShardLayout
 
 __all__ = ["write_array"]
 
-_MAX_UINT_64: Final = 2**64 - 1
 #: Threads that encode the slices of one shard (Blosc and CRC32C release the GIL).
 ENCODE_THREADS: Final = min(4, os.cpu_count() or 1)
 
@@ -48,7 +47,7 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = ENCODE_TH
     if tuple(data.shape) != tuple(array.shape):
         raise ValueError(f"data of shape {data.shape} for an array of shape {array.shape}")
     try:
-        layout = _Layout.of(array)
+        layout = ShardLayout.of(array)
     except Exception:  # noqa: BLE001 - any surprise in zarr internals: use the public path
         layout = None
     writes_empty = bool(getattr(array.async_array.config, "write_empty_chunks", False))
@@ -74,7 +73,7 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = ENCODE_TH
         for shard in range(0, (n_z + shard_z - 1) // shard_z):
             z0, z1 = shard * shard_z, min((shard + 1) * shard_z, n_z)
             chunks = list(pool.map(encode, range(z0, z1)))
-            table = np.full((shard_z, 2), _MAX_UINT_64, dtype=np.uint64)
+            table = np.full((shard_z, 2), EMPTY_ENTRY, dtype=np.uint64)
             lengths = np.array([len(c) for c in chunks], dtype=np.uint64)
             table[: len(chunks), 1] = lengths
             table[: len(chunks), 0] = np.cumsum(lengths) - lengths

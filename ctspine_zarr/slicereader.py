@@ -10,7 +10,7 @@ requests of one batch gathered concurrently. Arrays of any other layout are read
 ``slice`` read through here.
 
 This uses zarr internals (``_decode_sync``, ``ShardingCodec._shard_index_size``); anything
-unexpected in them makes :meth:`_Layout.of` return None and the public path is used.
+unexpected in them makes :meth:`ShardLayout.of` return None and the public path is used.
 """
 
 from __future__ import annotations
@@ -41,9 +41,18 @@ from zarr.storage import LocalStore
 from .schema import IMAGE, LABEL
 from .store import cache_key, case_group, register_cache
 
-__all__ = ["CaseReaders", "Request", "ZReader", "case_readers", "read_blocks"]
+__all__ = [
+    "EMPTY_ENTRY",
+    "CaseReaders",
+    "Request",
+    "ShardLayout",
+    "ZReader",
+    "case_readers",
+    "read_blocks",
+]
 
-_MAX_UINT_64: Final = 2**64 - 1
+#: Offset and length of a chunk that a shard index marks as absent.
+EMPTY_ENTRY: Final = 2**64 - 1
 _NATIVE: Final = Endian.little if sys.byteorder == "little" else Endian.big
 _INDEX_CACHE_SIZE: Final = 4096
 
@@ -53,7 +62,7 @@ _INDEX_CACHE_SIZE: Final = 4096
 
 
 @dataclass
-class _Layout:
+class ShardLayout:
     """How to read a ``(z, y, x)`` array sharded along z with one slice per inner chunk."""
 
     store: Store
@@ -72,7 +81,7 @@ class _Layout:
     blosc_dtype: np.dtype[Any] | None
 
     @classmethod
-    def of(cls, array: zarr.Array) -> _Layout | None:
+    def of(cls, array: zarr.Array) -> ShardLayout | None:
         """Return the layout of ``array``, or None when the lean path does not apply."""
         meta: Any = array.metadata
         codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
@@ -185,7 +194,7 @@ class ZReader:
         self.shape: tuple[int, ...] = tuple(array.shape)
         self.dtype = np.dtype(array.dtype)
         try:
-            self.layout = _Layout.of(array)
+            self.layout = ShardLayout.of(array)
         except Exception:  # noqa: BLE001 - any surprise in zarr internals: use the public path
             self.layout = None
         self._index: dict[int, np.ndarray] = {}
@@ -333,7 +342,7 @@ def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
                 chunk = None
                 if table is not None:
                     offset, length = (int(v) for v in table[z - shard * layout.shard_z])
-                    if offset != _MAX_UINT_64:
+                    if offset != EMPTY_ENTRY:
                         chunk = data[offset : offset + length]  # type: ignore[index]
                 _put(out[n], z - requests[n][1], layout, chunk, scratch)
             continue
@@ -343,7 +352,7 @@ def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
                 _put(out[n], z - requests[n][1], layout, None, scratch)
                 continue
             offset, length = (int(v) for v in table[z - shard * layout.shard_z])
-            if offset == _MAX_UINT_64:
+            if offset == EMPTY_ENTRY:
                 _put(out[n], z - requests[n][1], layout, None, scratch)
                 continue
             byte_range = RangeByteRequest(offset, offset + length)
@@ -375,7 +384,11 @@ def _allocate(blocks: Sequence[tuple[tuple[int, ...], np.dtype[Any]]]) -> list[n
 
 
 def _put(
-    block: np.ndarray, i: int, layout: _Layout, chunk: bytes | None, scratch: dict[int, np.ndarray]
+    block: np.ndarray,
+    i: int,
+    layout: ShardLayout,
+    chunk: bytes | None,
+    scratch: dict[int, np.ndarray],
 ) -> None:
     if chunk is None:
         block[i] = layout.fill_value

@@ -160,7 +160,7 @@ def test_zarr_fallback_and_store_api_paths_give_the_same_items(
     url = SliceSequence(f"local://{store}", None)  # fsspec store: reads through the zarr API
     picks = [0, 3, 40, len(lean) - 1]
     expected = lean.getitems(picks)
-    monkeypatch.setattr(slicereader._Layout, "of", classmethod(lambda cls, array: None))
+    monkeypatch.setattr(slicereader.ShardLayout, "of", classmethod(lambda cls, array: None))
     forget(store)  # readers are cached per process: make new ones
     fallback = SliceSequence(store, None).getitems(picks)  # zarr.Array.__getitem__
     for a, b, c in zip(expected, url.getitems(picks), fallback, strict=True):
