@@ -169,6 +169,7 @@ def _write_case(
     *,
     codec: str,
     slices_per_shard: int,
+    encode_threads: int,
 ) -> int:
     """Write one case's group; ``complete`` is set last. Returns the bytes stored."""
     if case.case_id in cases:
@@ -204,8 +205,9 @@ def _write_case(
             **common,
         ),
     ]
-    write_array(arrays[0], image.data)  # the bytes zarr writes, without its per-chunk overhead
-    write_array(arrays[1], label.data)
+    # the bytes zarr writes, without its per-chunk overhead
+    write_array(arrays[0], image.data, threads=encode_threads)
+    write_array(arrays[1], label.data, threads=encode_threads)
     small = {
         SLICE_VERTEBRAE: (index.slice_vertebrae, ("z", VERTEBRA_DIM)),
         IMAGE_HEADER: (np.frombuffer(image.header_bytes, dtype=np.uint8), ("byte",)),
@@ -246,6 +248,7 @@ def ingest_case(
     raw_storage_options: dict[str, Any] | None = None,
     codec: str = "default",
     slices_per_shard: int = SLICES_PER_SHARD,
+    encode_threads: int = 1,
 ) -> CaseOutcome:
     """Read, check and write one case; never raises for a bad case.
 
@@ -261,6 +264,8 @@ def ingest_case(
         Image codec name (see :func:`ctspine_zarr.schema.image_encoding`).
     slices_per_shard
         Axial slices per shard.
+    encode_threads
+        Threads that encode a shard's slices (1: in the calling thread).
 
     Returns
     -------
@@ -279,7 +284,13 @@ def ingest_case(
         cases = root[CASES_GROUP]
         assert isinstance(cases, zarr.Group)
         outcome.bytes_out = _write_case(
-            cases, case, image, label, codec=codec, slices_per_shard=slices_per_shard
+            cases,
+            case,
+            image,
+            label,
+            codec=codec,
+            slices_per_shard=slices_per_shard,
+            encode_threads=encode_threads,
         )
         outcome.n_slices = int(image.data.shape[0])
         outcome.bytes_in = image.fingerprint.size + label.fingerprint.size
@@ -418,7 +429,9 @@ def ingest(
     store
         Path or fsspec URL of the store; created if missing, resumed if it is one.
     workers
-        Parallel cases (default: the number of CPUs).
+        Threads the local scheduler uses (default: the number of CPUs): that many cases at a
+        time, each encoding on one thread; with fewer cases than workers, a case encodes its
+        slices on the spare threads. ``workers=1`` ingests on one core.
     scheduler
         ``"threads"`` (default), ``"processes"`` or ``"sync"`` for a local dask scheduler
         (threads measured faster: zarr's codecs and ISA-L release the GIL, and processes
@@ -486,6 +499,12 @@ def ingest(
         raw_storage_options=raw_storage_options,
         codec=codec,
         slices_per_shard=slices_per_shard,
+        # local: a thread budget of ``workers``; on a cluster the workers' threads are its own
+        encode_threads=(
+            max(1, workers // max(1, min(workers, len(todo))))
+            if scheduler in LOCAL_SCHEDULERS
+            else 1
+        ),
     )
     try:
         if scheduler in LOCAL_SCHEDULERS:

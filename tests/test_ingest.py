@@ -220,3 +220,34 @@ def test_the_largest_cases_start_first(raw_tree, tmp_path: Path) -> None:
     }
     assert sorted(started) == sorted(sizes)
     assert started == sorted(sizes, key=lambda c: -sizes[c])
+
+
+@pytest.mark.parametrize(("workers", "n_cases", "threads"), [(1, 3, 1), (2, 3, 1), (4, 2, 2)])
+def test_workers_are_a_thread_budget(
+    workers: int, n_cases: int, threads: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cases in parallel, each encoding on one thread; spare threads go to the cases' slices."""
+    import importlib
+
+    # ``ctspine_zarr.ingest`` is the package's ingest function: import the module by name
+    ingest_module = importlib.import_module("ctspine_zarr.ingest")
+    shardwriter = importlib.import_module("ctspine_zarr.shardwriter")
+
+    raw = tmp_path / "raw"
+    make_raw_tree(raw, n_cases=n_cases, shape=(24, 24), n_slices=(4, 6), seed=3)
+    used: list[int] = []
+    write_array = ingest_module.write_array
+
+    def recording(array, data, *, threads: int = 1):  # type: ignore[no-untyped-def]
+        used.append(threads)
+        write_array(array, data, threads=threads)
+
+    def no_pool(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("one encoding thread needs no pool")
+
+    monkeypatch.setattr(ingest_module, "write_array", recording)
+    if threads == 1:
+        monkeypatch.setattr(shardwriter, "ThreadPoolExecutor", no_pool)
+    report = ctspine_zarr.ingest(raw, tmp_path / "s.zarr", workers=workers, progress=False)
+    assert report.ok and report.catalogue_cases == n_cases
+    assert used == [threads] * (2 * n_cases)  # image and label of every case
