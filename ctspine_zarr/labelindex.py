@@ -62,24 +62,32 @@ def index_labels(label: np.ndarray) -> LabelIndex:
     LabelIndex
     """
     n_z = label.shape[0]
-    per_slice = np.zeros((n_z, 256), dtype=np.int64)
-    for z in range(n_z):
-        per_slice[z] = np.bincount(label[z].ravel(), minlength=256)
     columns = np.asarray(VERTEBRA_LABELS)
-    present = per_slice[:, columns] > 0
-    counts = per_slice.sum(axis=0)
     start = np.full((len(columns), 3), -1, dtype=np.int32)
     stop = np.full((len(columns), 3), -1, dtype=np.int32)
+    # the spine fills a small part of each slice: count inside the in-plane box of all labels
+    in_plane: np.ndarray = np.any(label, axis=0) if n_z else np.zeros(label.shape[1:], bool)
+    rows, cols = np.flatnonzero(in_plane.any(axis=1)), np.flatnonzero(in_plane.any(axis=0))
+    y0, x0, crop = 0, 0, label[:, :0, :0]
+    if rows.size:
+        y0, x0 = int(rows[0]), int(cols[0])
+        crop = label[:, y0 : int(rows[-1]) + 1, x0 : int(cols[-1]) + 1]
+    per_slice = np.zeros((n_z, 256), dtype=np.int64)
+    if crop.size:
+        for z in range(n_z):
+            per_slice[z] = np.bincount(crop[z].ravel(), minlength=256)
+    present = per_slice[:, columns] > 0
+    counts = per_slice.sum(axis=0)
     for i, value in enumerate(columns):
         zs = np.flatnonzero(present[:, i])
         if zs.size == 0:
             continue
         z0, z1 = int(zs[0]), int(zs[-1]) + 1
-        mask = label[z0:z1] == value
+        mask = crop[z0:z1] == value
         ys = np.flatnonzero(mask.any(axis=(0, 2)))
         xs = np.flatnonzero(mask.any(axis=(0, 1)))
-        start[i] = (z0, ys[0], xs[0])
-        stop[i] = (z1, ys[-1] + 1, xs[-1] + 1)
+        start[i] = (z0, y0 + ys[0], x0 + xs[0])
+        stop[i] = (z1, y0 + ys[-1] + 1, x0 + xs[-1] + 1)
     known = set(VERTEBRA_LABELS) | {0}
     other = {int(v): int(counts[v]) for v in np.flatnonzero(counts) if int(v) not in known}
     return LabelIndex(
