@@ -281,15 +281,19 @@ def run_ingest(raw: Path, store: Path, *, workers: int, scheduler: str) -> dict[
         worker_ids.add(worker_id)
 
     load = os.getloadavg()[0]
+    cpu_before = os.times()
     with Callback(posttask=posttask):
         wall, report = time_call(
             lambda: ctspine_zarr.ingest(
                 raw, store, workers=workers, scheduler=scheduler, progress=False
             )
         )
+    cpu_after = os.times()
     bad = [o for o in report.outcomes if o.status != "ingested"]
     if bad:
         raise RuntimeError(f"ingest {scheduler}/{workers}: " + "; ".join(o.problem for o in bad))
+    # this process's threads; a process pool's workers are not counted (still alive)
+    cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     return {
         "scheduler": scheduler,
         "workers": workers,
@@ -297,6 +301,7 @@ def run_ingest(raw: Path, store: Path, *, workers: int, scheduler: str) -> dict[
         "report_s": report.seconds,
         "sum_case_s": sum(o.seconds for o in report.outcomes),
         "workers_used": len(worker_ids),
+        "cpu_s": cpu if scheduler != "processes" or workers == 1 else None,
         "load_1min_at_start": round(load, 2),
         "bytes_in": sum(o.bytes_in for o in report.outcomes),
         "bytes_out_reported": sum(o.bytes_out for o in report.outcomes),
