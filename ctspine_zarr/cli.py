@@ -154,7 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ingest", help="rewrite a raw CTSpine1K tree into a Zarr store")
     p.add_argument("raw", help="folder (or URL) holding rawdata/ and metadata/")
     p.add_argument("store", help="path or fsspec URL of the store")
-    p.add_argument("--workers", type=int, default=None, help="parallel cases (default: CPUs)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="cases at a time, and threads of their shared encoder (default: CPUs)",
+    )
     p.add_argument(
         "--scheduler",
         default="threads",

@@ -265,7 +265,7 @@ def ingest_case(
     slices_per_shard
         Axial slices per shard.
     encode_threads
-        Threads that encode a shard's slices (1: in the calling thread).
+        Size of the process's shared encoding pool (1: encode in the calling thread).
 
     Returns
     -------
@@ -337,6 +337,19 @@ def _open_for_writing(
 
 
 LOCAL_SCHEDULERS = ("processes", "threads", "sync")
+
+
+def _encode_threads(scheduler: Any, workers: int, n_cases: int) -> int:
+    """Encoding threads per process: ``workers`` shared in one process (threads, sync).
+
+    A process pool splits ``workers`` over the cases running at once; a cluster's workers
+    keep to their own threads.
+    """
+    if scheduler in ("threads", "sync") or (scheduler in LOCAL_SCHEDULERS and workers == 1):
+        return workers
+    if scheduler == "processes":
+        return max(1, workers // max(1, min(workers, n_cases)))
+    return 1
 
 
 def _run_local(
@@ -429,9 +442,9 @@ def ingest(
     store
         Path or fsspec URL of the store; created if missing, resumed if it is one.
     workers
-        Threads the local scheduler uses (default: the number of CPUs): that many cases at a
-        time, each encoding on one thread; with fewer cases than workers, a case encodes its
-        slices on the spare threads. ``workers=1`` ingests on one core.
+        The local scheduler's parallelism (default: the number of CPUs): that many cases at a
+        time, whose slices encode on one shared pool of that many threads, so that the last
+        cases get every thread. ``workers=1`` ingests on one core.
     scheduler
         ``"threads"`` (default), ``"processes"`` or ``"sync"`` for a local dask scheduler
         (threads measured faster: zarr's codecs and ISA-L release the GIL, and processes
@@ -499,12 +512,7 @@ def ingest(
         raw_storage_options=raw_storage_options,
         codec=codec,
         slices_per_shard=slices_per_shard,
-        # local: a thread budget of ``workers``; on a cluster the workers' threads are its own
-        encode_threads=(
-            max(1, workers // max(1, min(workers, len(todo))))
-            if scheduler in LOCAL_SCHEDULERS
-            else 1
-        ),
+        encode_threads=_encode_threads(scheduler, workers, len(todo)),
     )
     try:
         if scheduler in LOCAL_SCHEDULERS:

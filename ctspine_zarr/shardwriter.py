@@ -15,8 +15,9 @@ chunks equal to the fill value (``write_empty_chunks=False``), are written with
 
 from __future__ import annotations
 
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from typing import Any
 
 import numpy as np
@@ -26,7 +27,34 @@ from zarr.core.sync import sync
 
 from .slicereader import EMPTY_ENTRY, ShardLayout
 
-__all__ = ["write_array"]
+__all__ = ["encode_pool", "write_array"]
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def encode_pool(threads: int) -> ThreadPoolExecutor:
+    """Return this process's shared pool of ``threads`` encoding threads.
+
+    Cases ingested at the same time in one process share it, so their encoding never uses
+    more than ``threads`` threads, and the last case left gets all of them.
+    """
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = ThreadPoolExecutor(threads, thread_name_prefix=f"ctspine-encode-{threads}")
+            _POOLS[threads] = pool
+        return pool
+
+
+def _forget_pools() -> None:
+    """In a forked child: the parent's pool threads do not exist there, start afresh."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
 
 
 def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> None:
@@ -39,8 +67,8 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> Non
     data
         Its values, ``[z, y, x]``.
     threads
-        Threads that encode the slices of a shard (Blosc and CRC32C release the GIL); 1
-        encodes them in the calling thread.
+        Size of the shared :func:`encode_pool` that encodes the slices (Blosc and CRC32C
+        release the GIL); 1 encodes them in the calling thread.
     """
     if tuple(data.shape) != tuple(array.shape):
         raise ValueError(f"data of shape {data.shape} for an array of shape {array.shape}")
@@ -67,20 +95,18 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> Non
     index_bytes, index_checks = layout.index_codecs
     n_z, shard_z = values.shape[0], layout.shard_z
     store = layout.store
-    with ExitStack() as stack:
-        pool = stack.enter_context(ThreadPoolExecutor(threads)) if threads > 1 else None
-        mapper = map if pool is None else pool.map
-        for shard in range(0, (n_z + shard_z - 1) // shard_z):
-            z0, z1 = shard * shard_z, min((shard + 1) * shard_z, n_z)
-            chunks = list(mapper(encode, range(z0, z1)))
-            table = np.full((shard_z, 2), EMPTY_ENTRY, dtype=np.uint64)
-            lengths = np.array([len(c) for c in chunks], dtype=np.uint64)
-            table[: len(chunks), 1] = lengths
-            table[: len(chunks), 0] = np.cumsum(lengths) - lengths
-            index: Any = nd_buffer.from_numpy_array(table.reshape(layout.index_spec.shape))
-            index = index_bytes._encode_sync(index, layout.index_spec)  # type: ignore[attr-defined]
-            for codec in index_checks:
-                index = codec._encode_sync(index, layout.index_spec)  # type: ignore[attr-defined]
-            body = b"".join([*chunks, bytes(index.as_numpy_array())])
-            buffer = default_buffer_prototype().buffer.from_bytes(body)
-            sync(store.set(layout.key(shard), buffer))
+    mapper = map if threads <= 1 else encode_pool(threads).map
+    for shard in range(0, (n_z + shard_z - 1) // shard_z):
+        z0, z1 = shard * shard_z, min((shard + 1) * shard_z, n_z)
+        chunks = list(mapper(encode, range(z0, z1)))
+        table = np.full((shard_z, 2), EMPTY_ENTRY, dtype=np.uint64)
+        lengths = np.array([len(c) for c in chunks], dtype=np.uint64)
+        table[: len(chunks), 1] = lengths
+        table[: len(chunks), 0] = np.cumsum(lengths) - lengths
+        index: Any = nd_buffer.from_numpy_array(table.reshape(layout.index_spec.shape))
+        index = index_bytes._encode_sync(index, layout.index_spec)  # type: ignore[attr-defined]
+        for codec in index_checks:
+            index = codec._encode_sync(index, layout.index_spec)  # type: ignore[attr-defined]
+        body = b"".join([*chunks, bytes(index.as_numpy_array())])
+        buffer = default_buffer_prototype().buffer.from_bytes(body)
+        sync(store.set(layout.key(shard), buffer))

@@ -222,11 +222,11 @@ def test_the_largest_cases_start_first(raw_tree, tmp_path: Path) -> None:
     assert started == sorted(sizes, key=lambda c: -sizes[c])
 
 
-@pytest.mark.parametrize(("workers", "n_cases", "threads"), [(1, 3, 1), (2, 3, 1), (4, 2, 2)])
+@pytest.mark.parametrize(("workers", "n_cases", "threads"), [(1, 3, 1), (2, 3, 2), (3, 2, 3)])
 def test_workers_are_a_thread_budget(
     workers: int, n_cases: int, threads: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Cases in parallel, each encoding on one thread; spare threads go to the cases' slices."""
+    """Cases in parallel, their slices encoded on one shared pool of ``workers`` threads."""
     import importlib
 
     # ``ctspine_zarr.ingest`` is the package's ingest function: import the module by name
@@ -248,6 +248,18 @@ def test_workers_are_a_thread_budget(
     monkeypatch.setattr(ingest_module, "write_array", recording)
     if threads == 1:
         monkeypatch.setattr(shardwriter, "ThreadPoolExecutor", no_pool)
+    sizes: list[int] = []
+    encode_pool = shardwriter.encode_pool
+
+    def watched_pool(size: int):  # type: ignore[no-untyped-def]
+        sizes.append(size)
+        return encode_pool(size)
+
+    monkeypatch.setattr(shardwriter, "encode_pool", watched_pool)
     report = ctspine_zarr.ingest(raw, tmp_path / "s.zarr", workers=workers, progress=False)
     assert report.ok and report.catalogue_cases == n_cases
     assert used == [threads] * (2 * n_cases)  # image and label of every case
+    # every case encodes on the one pool of that size: never more encoding threads than workers
+    assert set(sizes) == ({threads} if threads > 1 else set())
+    if threads > 1:
+        assert 0 < len(encode_pool(threads)._threads) <= threads  # noqa: SLF001

@@ -104,3 +104,22 @@ def test_arrays_that_skip_empty_chunks_are_left_to_zarr() -> None:
     assert sorted(stores["lean"]._store_dict) == sorted(stores["zarr"]._store_dict)
     assert "c/1/0/0" not in stores["lean"]._store_dict  # an all-fill shard is not written
     np.testing.assert_array_equal(arrays["lean"][...], volume)
+
+
+def test_the_encoding_pool_is_shared_and_works_in_a_forked_child() -> None:
+    import multiprocessing
+
+    from ctspine_zarr.shardwriter import encode_pool
+
+    pool = encode_pool(2)
+    assert encode_pool(2) is pool and encode_pool(3) is not pool
+    assert pool.submit(sum, [1, 2]).result(timeout=10) == 3  # its threads exist now
+    with multiprocessing.get_context("fork").Pool(1) as child:
+        # the parent's pool threads do not exist in the child: it must start a new pool
+        assert child.apply_async(_sum_on_pool).get(timeout=20) == 6
+
+
+def _sum_on_pool() -> int:
+    from ctspine_zarr.shardwriter import encode_pool
+
+    return int(encode_pool(2).submit(sum, [1, 2, 3]).result(timeout=10))
