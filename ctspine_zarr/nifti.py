@@ -339,8 +339,10 @@ def read_volume(
     canonical = apply_orientation(values, ornt)
     affine = source_affine @ inv_ornt_aff(ornt, values.shape)
     zyx = canonical.transpose(2, 1, 0)
-    if zyx.dtype == target and zyx.flags.c_contiguous:
-        out = zyx  # no flip, no narrowing: the file's voxel array as it is (read-only)
+    if zyx.dtype == target:
+        # no narrowing: a view of the file's voxels (read-only). A flip or an axis swap
+        # costs nothing here; each slice is copied once, when it is encoded
+        out = zyx
     else:
         out = np.empty(zyx.shape, dtype=target)
         np.copyto(out, zyx, casting="unsafe")
@@ -371,9 +373,16 @@ def _mtime(info: dict[str, Any]) -> float | None:
 
 
 def _label_values(values: np.ndarray, path: str, case_id: str) -> np.ndarray:
-    """Return the label map as uint8, or raise naming what is wrong with its values."""
+    """Return the label map, every value an integer 0..255, or raise naming what is wrong.
+
+    Integer maps come back as they are (the caller narrows them to uint8 in the copy that
+    reorients them); others as uint8.
+    """
     if values.dtype == np.uint8:
         return values
+    if values.dtype.kind in "iu" and values.size:
+        if int(values.min()) >= 0 and int(values.max()) <= 255:
+            return values
     with np.errstate(invalid="ignore"):  # NaN, inf and wrapped values: found just below
         as_uint8 = values.astype(np.uint8)
     if np.array_equal(as_uint8, values):

@@ -4,10 +4,10 @@ zarr-python writes a shard by sending every inner chunk through its asyncio code
 pipeline; for one-slice chunks that orchestration cost about 45% on top of the Blosc
 encoding itself (0.77 CPU-seconds against 0.53 for a 201-slice case). :func:`write_array`
 encodes the slices with the array's own zarr codecs synchronously, in the calling thread or
-a few slices at a time on a small thread pool (Blosc releases the GIL), assembles each shard as the
-``sharding_indexed`` codec lays it out (the chunks in order, then the index of
-``(offset, nbytes)`` pairs with its checksum; chunks past the array's end are marked
-empty), and stores it with one ``store.set`` per shard. The bytes are those zarr writes
+on a pool of encoding threads shared by the cases of one process (Blosc releases the GIL),
+assembles each shard as the ``sharding_indexed`` codec lays it out (the chunks in order,
+then the index of ``(offset, nbytes)`` pairs with its checksum; chunks past the array's end
+are marked empty), and stores it with one ``store.set`` per shard. The bytes are those zarr writes
 (a test compares them file by file). Arrays of any other layout, and arrays that leave out
 chunks equal to the fill value (``write_empty_chunks=False``), are written with
 ``zarr.Array.__setitem__``.

@@ -183,3 +183,21 @@ def test_no_geometry_is_noted(tmp_path: Path) -> None:
     assert header["qform_code"] == header["sform_code"] == 0
     vol = read_volume(str(tmp_path / "g.nii.gz"), case_id="g")
     assert any("no geometry" in note for note in vol.warnings)
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint16", "int32", "float32"])
+def test_integer_labels_in_range_become_uint8_in_canonical_order(
+    tmp_path: Path, dtype: str
+) -> None:
+    rng = np.random.default_rng(4)
+    values = rng.integers(0, 256, size=(5, 4, 3)).astype(dtype)
+    values[0, 0, 0], values[1, 0, 0] = 0, 255
+    affine = np.array([[0, 0, -2.0, 0], [-1.0, 0, 0, 0], [0, 1.5, 0, 0], [0, 0, 0, 1]])
+    path = _save(tmp_path / "l.nii.gz", values, affine)
+    label = read_volume(str(path), case_id="l", label=True)
+    expected = np.asanyarray(nib.as_closest_canonical(nib.load(path)).dataobj).transpose(2, 1, 0)
+    assert label.data.dtype == np.uint8
+    np.testing.assert_array_equal(label.data, expected)
+    values[2, 1, 1] = 256 if np.dtype(dtype).kind == "u" else -1
+    with pytest.raises(InvalidCaseError, match=r"0\.\.255"):
+        read_volume(str(_save(tmp_path / "bad.nii.gz", values, affine)), case_id="l", label=True)
