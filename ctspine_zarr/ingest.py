@@ -442,9 +442,12 @@ def ingest(
     store
         Path or fsspec URL of the store; created if missing, resumed if it is one.
     workers
-        The local scheduler's parallelism (default: the number of CPUs): that many cases at a
-        time, whose slices encode on one shared pool of that many threads, so that the last
-        cases get every thread. ``workers=1`` ingests on one core.
+        The local scheduler's parallelism (default: the number of CPUs). With ``"threads"``:
+        that many cases at a time, whose slices encode on one shared pool of that many
+        threads, so that the last cases get every thread. With ``"sync"``: one case at a
+        time on that many encoding threads. With ``"processes"``: that many processes,
+        each encoding on ``workers // cases at a time`` threads. ``workers=1`` ingests on one
+        core. On a cluster each case encodes on its task's own thread.
     scheduler
         ``"threads"`` (default), ``"processes"`` or ``"sync"`` for a local dask scheduler
         (threads measured faster: zarr's codecs and ISA-L release the GIL, and processes

@@ -54,6 +54,7 @@ class FileFingerprint:
 class CanonicalVolume:
     """One NIfTI file read in full and reoriented to closest-canonical RAS+, ``[z, y, x]``."""
 
+    #: ``[z, y, x]`` voxels; may be a read-only, non-contiguous view of the file's bytes
     data: np.ndarray
     affine: np.ndarray
     source_affine: np.ndarray

@@ -37,7 +37,8 @@ def encode_pool(threads: int) -> ThreadPoolExecutor:
     """Return this process's shared pool of ``threads`` encoding threads.
 
     Cases ingested at the same time in one process share it, so their encoding never uses
-    more than ``threads`` threads, and the last case left gets all of them.
+    more than ``threads`` threads, and the last case left gets all of them. A pool lives as
+    long as the process (idle threads cost nothing but their stacks).
     """
     with _POOLS_LOCK:
         pool = _POOLS.get(threads)
@@ -54,7 +55,8 @@ def _forget_pools() -> None:
     _POOLS_LOCK = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_pools)
+if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork
+    os.register_at_fork(after_in_child=_forget_pools)
 
 
 def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> None:

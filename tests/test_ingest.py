@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -237,9 +239,11 @@ def test_workers_are_a_thread_budget(
     make_raw_tree(raw, n_cases=n_cases, shape=(24, 24), n_slices=(4, 6), seed=3)
     used: list[int] = []
     write_array = ingest_module.write_array
+    case_of_thread = threading.local()
 
     def recording(array, data, *, threads: int = 1):  # type: ignore[no-untyped-def]
         used.append(threads)
+        case_of_thread.case = array.path.split("/")[1]
         write_array(array, data, threads=threads)
 
     def no_pool(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -249,17 +253,64 @@ def test_workers_are_a_thread_budget(
     if threads == 1:
         monkeypatch.setattr(shardwriter, "ThreadPoolExecutor", no_pool)
     sizes: list[int] = []
+    running = {"now": 0, "peak": 0}
+    encoders: dict[str, set[str]] = {}
+    lock = threading.Lock()
     encode_pool = shardwriter.encode_pool
+
+    class WatchedPool:
+        def __init__(self, pool):  # type: ignore[no-untyped-def]
+            self.pool = pool
+
+        def map(self, fn, items):  # type: ignore[no-untyped-def]
+            case = case_of_thread.case
+
+            def watched(item):  # type: ignore[no-untyped-def]
+                with lock:
+                    running["now"] += 1
+                    running["peak"] = max(running["peak"], running["now"])
+                    encoders.setdefault(case, set()).add(threading.current_thread().name)
+                time.sleep(0.004)  # long enough for the cases' encodes to overlap
+                try:
+                    return fn(item)
+                finally:
+                    with lock:
+                        running["now"] -= 1
+
+            return self.pool.map(watched, items)
 
     def watched_pool(size: int):  # type: ignore[no-untyped-def]
         sizes.append(size)
-        return encode_pool(size)
+        return WatchedPool(encode_pool(size))
 
     monkeypatch.setattr(shardwriter, "encode_pool", watched_pool)
     report = ctspine_zarr.ingest(raw, tmp_path / "s.zarr", workers=workers, progress=False)
     assert report.ok and report.catalogue_cases == n_cases
     assert used == [threads] * (2 * n_cases)  # image and label of every case
-    # every case encodes on the one pool of that size: never more encoding threads than workers
+    # every case encodes on the one pool of that size: never more encoders than workers
     assert set(sizes) == ({threads} if threads > 1 else set())
     if threads > 1:
-        assert 0 < len(encode_pool(threads)._threads) <= threads  # noqa: SLF001
+        assert 1 < running["peak"] <= threads
+        first, *others = encoders.values()
+        assert all(first & other for other in others)  # the cases share the pool's threads
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "workers", "n_cases", "threads"),
+    [
+        ("threads", 4, 10, 4),  # one pool shared by the cases in flight
+        ("sync", 3, 10, 3),  # one case at a time, on every thread
+        ("processes", 1, 10, 1),  # workers=1 runs sync: one core
+        ("processes", 4, 10, 1),  # four processes, a case each: one thread each
+        ("processes", 4, 2, 2),  # two cases in two processes share out the four threads
+        ("processes", 4, 0, 4),
+        ("tcp://127.0.0.1:8786", 4, 10, 1),  # a cluster's workers keep to their own threads
+    ],
+)
+def test_encoding_threads_per_scheduler(
+    scheduler: str, workers: int, n_cases: int, threads: int
+) -> None:
+    import importlib
+
+    ingest_module = importlib.import_module("ctspine_zarr.ingest")
+    assert ingest_module._encode_threads(scheduler, workers, n_cases) == threads
