@@ -401,6 +401,46 @@ def evict_from_page_cache(path: str | os.PathLike[str]) -> int:
     return count
 
 
+def resident_fraction(path: str | os.PathLike[str]) -> float | None:
+    """Fraction of the pages of the files under ``path`` that are in the page cache.
+
+    Linux only (``mincore`` on a private, untouched mapping of each file); None elsewhere
+    or when the call fails. Shows whether :func:`evict_from_page_cache` worked (it cannot
+    on tmpfs, nor for pages another process has mapped).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import ctypes.util
+    import mmap
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    total = resident = 0
+    for dirpath, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            size = os.path.getsize(full)
+            if size == 0 or os.path.islink(full):
+                continue
+            pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+            vec = (ctypes.c_ubyte * pages)()
+            with open(full, "rb") as fh:
+                mapped = mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY)
+                try:
+                    view = (ctypes.c_char * size).from_buffer(mapped)
+                    failed = libc.mincore(
+                        ctypes.c_void_p(ctypes.addressof(view)), ctypes.c_size_t(size), vec
+                    )
+                    del view
+                finally:
+                    mapped.close()
+            if failed:
+                return None
+            resident += sum(byte & 1 for byte in bytes(vec))
+            total += pages
+    return resident / total if total else None
+
+
 def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
     """Write ``payload`` as indented JSON (numpy scalars and paths as plain values)."""
 

@@ -323,9 +323,9 @@ def measure_ingest(
     Returns
     -------
     runs, store
-        One dict per configuration: its median run by wall time (with the adjacent nibabel
-        time under ``nibabel_s`` and every run's wall time under ``wall_all_s``), and the
-        store of the first run, kept for reads.
+        One dict per configuration: its median run by wall time (the faster of the middle
+        two for an even count), with the adjacent nibabel time under ``nibabel_s`` and every
+        run's wall time under ``wall_all_s``; and the store of the first run, kept for reads.
     """
     keep = stores / "store.zarr"
     remove_store(keep)

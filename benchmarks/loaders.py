@@ -134,7 +134,7 @@ def build_arrow(pairs: Sequence[tuple[Path, Path]], workdir: Path) -> tuple[Any,
 
 
 class CeilingDataset(Dataset):
-    """Items that cost nothing: the same zero tensors every time, in the fields of a slice.
+    """Items that cost nothing: the same tensors every time, in the fields of our slices.
 
     Its DataLoader rate is what the DataLoader alone allows on this machine (workers,
     pickling, collation of 3 MB a slice into shared memory): no dataset of these item
@@ -145,6 +145,8 @@ class CeilingDataset(Dataset):
         self.n = n
         self.image = torch.zeros(shape, dtype=torch.float32)
         self.segmentation = torch.zeros(shape, dtype=torch.int64)
+        self.spacing = torch.ones(3, dtype=torch.float64)
+        self.affine = torch.eye(4, dtype=torch.float64)
 
     def __len__(self) -> int:
         return self.n
@@ -155,6 +157,8 @@ class CeilingDataset(Dataset):
             "segmentation": self.segmentation,
             "patient_id": "ceiling",
             "index": 0,
+            "spacing": self.spacing,
+            "affine": self.affine,
             "slice_index": i,
         }
 
