@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,7 @@ def test_arrays_that_skip_empty_chunks_are_left_to_zarr() -> None:
     np.testing.assert_array_equal(arrays["lean"][...], volume)
 
 
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="no fork on this platform")
 def test_the_encoding_pool_is_shared_and_works_in_a_forked_child() -> None:
     import multiprocessing
 
