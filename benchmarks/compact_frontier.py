@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
@@ -47,7 +48,6 @@ Codec = tuple[Callable[[np.ndarray], bytes], Callable[[bytes], object]]
 def codecs() -> dict[str, Codec]:
     """Encoder and decoder of every measured codec (decoders on one thread)."""
     import imagecodecs as ic
-    import numcodecs
 
     def flip(s: np.ndarray) -> np.ndarray:
         return s.view(np.uint16) ^ np.uint16(0x8000)
@@ -72,11 +72,21 @@ def codecs() -> dict[str, Codec]:
             lambda b: ic.jpegxl_decode(b, numthreads=1),
         ),
         "HTJ2K lossless": (lambda s: ic.htj2k_encode(flip(s)), ic.htj2k_decode),
-        "_blosc": (
-            lambda s: b"",  # replaced per case by the store's own choice
-            lambda b: numcodecs.Blosc().decode(b),
-        ),
     }
+
+
+BLOSC_ROW: Final = "Blosc zstd as the store chooses it per case"
+
+
+def store_blosc(volume: np.ndarray) -> Codec:
+    """Encoder and decoder of the Blosc configuration the store picks for ``volume``."""
+    import numcodecs
+
+    config = image_encoding("default", sample=volume)["compressors"][0].to_dict()
+    c = config["configuration"]
+    shuffle = {"shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": numcodecs.Blosc.BITSHUFFLE}
+    blosc = numcodecs.Blosc(c["cname"], c["clevel"], shuffle[c["shuffle"]])
+    return blosc.encode, blosc.decode
 
 
 def measure(volumes: dict[str, np.ndarray]) -> dict[str, dict[str, tuple[int, float, int]]]:
@@ -84,16 +94,11 @@ def measure(volumes: dict[str, np.ndarray]) -> dict[str, dict[str, tuple[int, fl
     import numcodecs
 
     numcodecs.blosc.use_threads = False
-    table = codecs()
-    out: dict[str, dict[str, tuple[int, float, int]]] = {name: {} for name in table}
+    fixed = codecs()
+    out: dict[str, dict[str, tuple[int, float, int]]] = {name: {} for name in fixed}
+    out[BLOSC_ROW] = {}
     for case, volume in volumes.items():
-        config = image_encoding("default", sample=volume)["compressors"][0].to_dict()
-        c = config["configuration"]
-        shuffle = {"shuffle": numcodecs.Blosc.SHUFFLE, "bitshuffle": numcodecs.Blosc.BITSHUFFLE}
-        blosc = numcodecs.Blosc(c["cname"], c["clevel"], shuffle[c["shuffle"]])
-        for name, (encode, decode) in table.items():
-            if name == "_blosc":
-                encode, decode = blosc.encode, blosc.decode
+        for name, (encode, decode) in {**fixed, BLOSC_ROW: store_blosc(volume)}.items():
             nbytes, seconds = 0, 0.0
             for s in volume:
                 s = np.ascontiguousarray(s)
@@ -103,7 +108,6 @@ def measure(volumes: dict[str, np.ndarray]) -> dict[str, dict[str, tuple[int, fl
                 decode(data)
                 seconds += time.perf_counter() - start
             out[name][case] = (nbytes, seconds, len(volume))
-    out["Blosc zstd as the store chooses it per case"] = out.pop("_blosc")
     return out
 
 

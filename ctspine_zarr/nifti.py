@@ -376,32 +376,37 @@ def _mtime(info: dict[str, Any]) -> float | None:
 def _label_values(values: np.ndarray, path: str, case_id: str) -> np.ndarray:
     """Return the label map, every value an integer 0..255, or raise naming what is wrong.
 
-    Integer maps come back as they are (the caller narrows them to uint8 in the copy that
-    reorients them); others as uint8.
+    Integer and boolean maps come back as they are, after a range check (the caller narrows
+    them to uint8 in the copy that reorients them); float maps as uint8.
     """
     if values.dtype == np.uint8:
         return values
-    if values.dtype.kind in "iu" and values.size:
-        if int(values.min()) >= 0 and int(values.max()) <= 255:
-            return values
+    if values.dtype.kind != "f":
+        if values.size and (int(values.min()) < 0 or int(values.max()) > 255):
+            raise _labels_out_of_range(values, path, case_id)
+        return values
+    # the usual float map (integers in range): one cast and one comparison
     with np.errstate(invalid="ignore"):  # NaN, inf and wrapped values: found just below
         as_uint8 = values.astype(np.uint8)
     if np.array_equal(as_uint8, values):
         return as_uint8
-    if values.dtype.kind == "f":
-        if np.isnan(values).any():
-            raise InvalidCaseError(
-                case_id, path, "the label map holds NaN", "label voxels must be integers 0..255"
-            )
-        if not np.array_equal(np.trunc(values), values):
-            bad = values[np.trunc(values) != values][:5]
-            raise InvalidCaseError(
-                case_id,
-                path,
-                f"label values must be integral, but found {bad.tolist()}",
-                "round the label map or re-export it as an integer type",
-            )
-    raise InvalidCaseError(
+    if np.isnan(values).any():
+        raise InvalidCaseError(
+            case_id, path, "the label map holds NaN", "label voxels must be integers 0..255"
+        )
+    if not np.array_equal(np.trunc(values), values):
+        bad = values[np.trunc(values) != values][:5]
+        raise InvalidCaseError(
+            case_id,
+            path,
+            f"label values must be integral, but found {bad.tolist()}",
+            "round the label map or re-export it as an integer type",
+        )
+    raise _labels_out_of_range(values, path, case_id)
+
+
+def _labels_out_of_range(values: np.ndarray, path: str, case_id: str) -> InvalidCaseError:
+    return InvalidCaseError(
         case_id,
         path,
         f"label values must lie in 0..255, but range from {values.min()} to {values.max()}",

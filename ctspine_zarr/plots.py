@@ -30,7 +30,6 @@ __all__ = [
     "write_stats_plots",
 ]
 
-#: VerSe labels in cranio-caudal order (T13 after T12, L6 after L5).
 _REGIONS: Final = (
     ("cervical (C1-C7)", tuple(range(1, 8))),
     ("thoracic (T1-T13)", (*range(8, 20), T13_LABEL)),

@@ -83,7 +83,7 @@ def image_encoding(codec: str = "default", *, sample: Any = None) -> dict[str, A
         the default.
     sample
         The case's ``[z, y, x]`` voxels: when given, the codecs are compared on three of
-        its slices (at 1/4, 1/2 and 3/4 of z), about 1% of the work of writing the case.
+        its slices (at 1/4, 1/2 and 3/4 of z), about 2.5% of the time of ingesting the case.
 
     Returns
     -------
@@ -94,16 +94,20 @@ def image_encoding(codec: str = "default", *, sample: Any = None) -> dict[str, A
 
     if codec not in IMAGE_CODEC_CHOICES:
         raise ValueError(f"codec must be one of {IMAGE_CODEC_CHOICES}, but is {codec!r}")
-    blosc_sizes = None if sample is None else _blosc_sizes(sample)
-    choice = DEFAULT_BLOSC if blosc_sizes is None else _cheapest(blosc_sizes)
+    if sample is None:
+        if codec == "compact":
+            from .codecs import JpegLsCodec
+
+            return {"serializer": JpegLsCodec(), "compressors": [Crc32cCodec()]}
+        return {"serializer": BytesCodec(), "compressors": _blosc(*DEFAULT_BLOSC)}
+    blosc_sizes = _blosc_sizes(sample)
+    choice = _cheapest(blosc_sizes)
     if codec == "compact":
         from . import codecs
 
-        if sample is None:
-            return {"serializer": codecs.JpegLsCodec(), "compressors": [Crc32cCodec()]}
         if codecs.supports(sample.dtype):
             jpegls = sum(len(codecs.encode(sample[z])) for z in _sample_slices(sample))
-            if blosc_sizes is None or jpegls < blosc_sizes[choice]:
+            if jpegls < blosc_sizes[choice]:
                 return {"serializer": codecs.JpegLsCodec(), "compressors": [Crc32cCodec()]}
     return {"serializer": BytesCodec(), "compressors": _blosc(*choice)}
 

@@ -128,7 +128,6 @@ NNUNET_TOTAL_SAMPLES: Final = 10e7
 NNUNET_SEED: Final = 1234
 #: Percentiles of the vertebra table and the fingerprint (nnU-Net's 0.5 / 50 / 99.5).
 PERCENTILES: Final = (0.5, 50.0, 99.5)
-#: VerSe labels in cranio-caudal order (T13 after T12, L6 after L5).
 #: Key of the statistics in the store's root attrs (``--write-to-store``).
 STORE_ATTR: Final = "stats"
 #: Name of the group of all requested cases in the fingerprint and the summaries.
