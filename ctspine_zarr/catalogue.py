@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -14,13 +16,17 @@ from zarr.core.sync import sync
 
 from . import __version__
 from .labelindex import boxes_from_attrs
+from .location import Location
 from .schema import (
     AXIS_DIM,
     CASE_DIM,
     CASES_GROUP,
+    CATALOGUE_CRC_KEY,
+    CATALOGUE_KEY_ENCODINGS,
     COMPLETE_KEY,
     FORMAT_KEY,
     FORMAT_VERSION,
+    GENERATION_KEY,
     SPLITS,
     VERTEBRA_DIM,
     VERTEBRA_LABELS,
@@ -30,11 +36,13 @@ from .schema import (
 from .store import refresh_listings
 
 __all__ = [
+    "CaseScan",
     "build_catalogue",
     "complete_cases",
     "consolidate",
+    "publish_catalogue",
     "root_attrs",
-    "write_catalogue",
+    "scan_cases",
 ]
 
 
@@ -48,6 +56,47 @@ def root_attrs() -> dict[str, Any]:
         "splits": list(SPLITS),
         "orientation": "closest canonical RAS+, arrays indexed [z, y, x]",
     }
+
+
+@dataclass
+class CaseScan:
+    """The case groups a store holds, by state."""
+
+    #: ``{case_id: attrs}`` of the groups marked complete
+    complete: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ids of groups whose ``zarr.json`` is missing or not marked complete (unfinished writes)
+    unfinished: set[str] = field(default_factory=set)
+    #: ``{case_id: problem}`` of groups whose ``zarr.json`` does not parse
+    damaged: dict[str, str] = field(default_factory=dict)
+    #: ``{case_id: parsed zarr.json}`` of the complete groups
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def scan_cases(loc: Location) -> CaseScan:
+    """Read every case group's ``zarr.json`` (one read each, concurrent on remote stores).
+
+    Unlike a zarr walk, a document that does not parse is reported, not raised: the
+    ingest rewrites that case.
+    """
+    scan = CaseScan()
+    names = [n for n in loc.children(CASES_GROUP) if n != "zarr.json"]
+    documents = loc.read_many([f"{CASES_GROUP}/{n}/zarr.json" for n in names])
+    for name, raw in zip(names, documents, strict=True):
+        if raw is None:
+            scan.unfinished.add(name)
+            continue
+        try:
+            document = json.loads(raw)
+            attrs = document.get("attributes") or {}
+        except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as err:
+            scan.damaged[name] = f"{CASES_GROUP}/{name}/zarr.json is not valid JSON ({err})"
+            continue
+        if attrs.get(COMPLETE_KEY) is True:
+            scan.complete[name] = attrs
+            scan.documents[name] = document
+        else:
+            scan.unfinished.add(name)
+    return scan
 
 
 def complete_cases(root: zarr.Group) -> dict[str, dict[str, Any]]:
@@ -141,14 +190,75 @@ def build_catalogue(
     return xr.Dataset(data_vars, coords=coords, attrs=root_attrs())
 
 
-def write_catalogue(root: zarr.Group, catalogue: xr.Dataset) -> None:
-    """Replace the root arrays of a writable store by ``catalogue``; does not consolidate."""
-    for name in list(root.array_keys()):
-        del root[name]
-    if catalogue.sizes.get(CASE_DIM, 0) == 0:
-        root.attrs.put(dict(catalogue.attrs))
-        return
-    catalogue.to_zarr(root.store, mode="a", consolidated=False, zarr_format=3)
+def publish_catalogue(
+    loc: Location, catalogue: xr.Dataset, *, previous: Mapping[str, Any] | None = None
+) -> int:
+    """Make ``catalogue`` the store's catalogue; a reader sees the old one or the new one.
+
+    The arrays' chunks are written under the chunk key encoding of the new generation
+    (:data:`~ctspine_zarr.schema.CATALOGUE_KEY_ENCODINGS` in turn), so they never
+    overwrite the chunks of the two catalogues before; then the root ``zarr.json``, holding
+    the consolidated metadata, the generation and every chunk's CRC-32, is replaced in one
+    atomic write. Arrays of the previous catalogue that the new one lacks are deleted last.
+    Nothing is deleted before the switch.
+
+    Parameters
+    ----------
+    loc
+        The writable store.
+    catalogue
+        The catalogue Dataset (:func:`build_catalogue`).
+    previous
+        The root document being replaced (None: unreadable or absent).
+
+    Returns
+    -------
+    int
+        The new generation.
+    """
+    attrs = (previous or {}).get("attributes") or {}
+    old_generation = attrs.get(GENERATION_KEY)
+    generation = old_generation + 1 if isinstance(old_generation, int) else 1
+    encoding = CATALOGUE_KEY_ENCODINGS[generation % len(CATALOGUE_KEY_ENCODINGS)]
+    staged = zarr.storage.MemoryStore()
+    if catalogue.sizes.get(CASE_DIM, 0) > 0:
+        names = list(catalogue.variables)
+        catalogue.to_zarr(
+            staged,
+            mode="w",
+            consolidated=False,
+            zarr_format=3,
+            encoding={name: {"chunk_key_encoding": encoding} for name in names},
+        )
+    memory = Location.resolve(staged)
+    objects = {key: memory.read(key) or b"" for key in memory.keys()}
+    members: dict[str, Any] = {}
+    checksums: dict[str, int] = {}
+    for key, data in sorted(objects.items()):
+        if key == "zarr.json":
+            continue
+        name, _, rest = key.partition("/")
+        if rest == "zarr.json":
+            members[name] = json.loads(data)
+        else:
+            checksums[key] = zlib.crc32(data)
+        loc.put(key, data)
+    document = {
+        "zarr_format": 3,
+        "node_type": "group",
+        "attributes": {
+            **dict(catalogue.attrs),
+            GENERATION_KEY: generation,
+            CATALOGUE_CRC_KEY: checksums,
+        },
+        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": members},
+    }
+    loc.put("zarr.json", json.dumps(document, separators=(",", ":"), allow_nan=False).encode())
+    old_members = ((previous or {}).get("consolidated_metadata") or {}).get("metadata") or {}
+    for name in set(old_members) - set(members):
+        if "/" not in name and name not in (CASES_GROUP,):
+            loc.delete_prefix(name)
+    return generation
 
 
 def consolidate(group: zarr.Group, *, attributes: Mapping[str, Any] | None = None) -> None:

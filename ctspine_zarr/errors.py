@@ -52,3 +52,25 @@ class CaseNotFoundError(CTSpineError, KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class StoreChangedError(StoreError):
+    """The store changed since this reader opened it: reopen it to read the new state.
+
+    Raised instead of serving values of a snapshot the reader no longer holds (a case or
+    the catalogue replaced by a later ingest). The process's caches of the store are
+    dropped before it is raised, so reopening (``ctspine_zarr.open``, ``ds.ctspine.volume``)
+    reads the current state.
+    """
+
+
+class StoreLockedError(StoreError):
+    """Another ingest holds the store's writer lock; nothing was touched."""
+
+
+class DamagedStoreError(StoreError):
+    """Part of the store is missing or corrupt (a missing chunk or shard, garbage metadata).
+
+    The message names the case, the array and the slice; ``ctspine-zarr ingest`` (with
+    ``--repair`` for a full check) rewrites what is damaged.
+    """

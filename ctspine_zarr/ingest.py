@@ -1,9 +1,17 @@
 """Rewrite every NIfTI pair of a raw tree into one consolidated, slice-chunked Zarr store.
 
-Each case is written by one task (in parallel with dask), into its own group
-``cases/<case_id>``; the group's ``complete`` attribute is written last. The catalogue at
-the root is rebuilt from the complete groups, and the metadata consolidated, at the end.
-A rerun skips the cases whose source files are unchanged.
+Safety first (see ``docs/format.md``, "Writing"):
+
+- the store location is claimed only if it is a ctspine store or empty; anything else is
+  refused unless ``force_clear`` names and deletes it, and a store inside the raw tree (or
+  the raw tree inside the store) is always refused;
+- one ingest at a time holds the store's :class:`~ctspine_zarr.lock.WriterLock`;
+- each case is written by one task (in parallel with dask) beside the current version
+  (``.ctspine/staging/``), its ``zarr.json`` last, then switched into ``cases/<case_id>``
+  (an atomic exchange of the two folders locally); the old version is deleted after the
+  catalogue switched;
+- the catalogue is published last, in one atomic write of the root ``zarr.json``;
+- a rerun skips a case only if its sources are unchanged and its arrays are intact.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ import json
 import os
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -24,14 +33,17 @@ from zarr.abc.store import Store
 
 from .catalogue import (
     build_catalogue,
-    complete_cases,
     consolidate,
+    publish_catalogue,
     root_attrs,
-    write_catalogue,
+    scan_cases,
 )
 from .errors import InvalidCaseError, StoreError
+from .integrity import case_problem
 from .labelindex import index_labels
 from .layout import RawCase, find_cases
+from .location import Location, nested, normalise
+from .lock import WriterLock
 from .nifti import CanonicalVolume, read_pair
 from .schema import (
     CASES_GROUP,
@@ -39,8 +51,10 @@ from .schema import (
     FORMAT_KEY,
     IMAGE,
     IMAGE_HEADER,
+    INTERNAL_DIR,
     LABEL,
     LABEL_HEADER,
+    SHARD_CRC_KEY,
     SLICE_VERTEBRAE,
     SLICES_PER_SHARD,
     VERTEBRA_DIM,
@@ -50,7 +64,13 @@ from .schema import (
     label_compressors,
 )
 from .shardwriter import write_array
-from .store import forget, is_url, to_store
+from .store import forget, is_url
+
+#: Attribute of ``cases/zarr.json`` that marks a ctspine store even when its root document
+#: is damaged (so that a rerun repairs it instead of refusing a "foreign" location).
+CASES_MARKER = "ctspine_zarr_cases"
+_STAGING = f"{INTERNAL_DIR}/staging"
+_TRASH = f"{INTERNAL_DIR}/trash"
 
 __all__ = ["CaseOutcome", "IngestReport", "ingest", "ingest_case"]
 
@@ -83,6 +103,12 @@ class IngestReport:
     split_without_files: list[str] = field(default_factory=list)
     catalogue_cases: int = 0
     seconds: float = 0.0
+    #: objects deleted from the location by ``force_clear`` (at most the first 100)
+    cleared: list[str] = field(default_factory=list)
+    #: cases removed by ``overwrite`` because the raw tree no longer holds them
+    removed: list[str] = field(default_factory=list)
+    #: cases rewritten because they were damaged (``{case_id: problem}``)
+    repaired: dict[str, str] = field(default_factory=dict)
 
     def count(self, status: str) -> int:
         """Number of cases with the given status."""
@@ -114,7 +140,9 @@ class IngestReport:
             f"cases      {self.count('ingested')} ingested, {self.count('skipped')} unchanged, "
             f"{self.count('refused')} refused, {self.count('failed')} failed; "
             f"{self.catalogue_cases} in the catalogue",
-            f"slices     {slices} written",
+            f"slices     {slices} written"
+            + (f"; {len(self.repaired)} damaged case(s) rewritten" if self.repaired else "")
+            + (f"; {len(self.removed)} case(s) removed (--overwrite)" if self.removed else ""),
             f"bytes      {_human(bytes_in)} in, {_human(bytes_out)} out ({ratio})",
             f"time       {self.seconds:.1f} s",
         ]
@@ -162,7 +190,7 @@ def _fingerprint_matches(
 
 
 def _write_case(
-    cases: zarr.Group,
+    loc: Location,
     case: RawCase,
     image: CanonicalVolume,
     label: CanonicalVolume,
@@ -171,11 +199,24 @@ def _write_case(
     slices_per_shard: int,
     encode_threads: int,
 ) -> int:
-    """Write one case's group; ``complete`` is set last. Returns the bytes stored."""
-    if case.case_id in cases:
-        del cases[case.case_id]
+    """Write one case beside its current version, then switch to it. Returns the bytes stored.
+
+    Locally the new version is written to ``.ctspine/staging/<token>`` and exchanged with
+    ``cases/<id>`` in one atomic rename. On object stores a case seen for the first time is
+    written in place (readers find it only once its ``zarr.json`` exists); a new version of
+    an existing case is staged first, then copied over the old one, its ``zarr.json`` last;
+    readers holding the old version's metadata notice the replaced shards by their index
+    checksums.
+    """
+    final = f"{CASES_GROUP}/{case.case_id}"
+    token = uuid.uuid4().hex
+    if loc.local_root is None and not loc.exists(f"{final}/zarr.json"):
+        loc.delete_prefix(final)  # leftovers of an unfinished write of ours, never readable
+        target = final
+    else:
+        target = f"{_STAGING}/{token}"
     index = index_labels(label.data)
-    group = cases.create_group(case.case_id, attributes={COMPLETE_KEY: False})
+    group = zarr.create_group(loc.store, path=target, attributes={COMPLETE_KEY: False})
     n_z, n_y, n_x = image.data.shape
     shards = (max(1, min(slices_per_shard, n_z)), n_y, n_x)
     common: dict[str, Any] = dict(
@@ -206,8 +247,10 @@ def _write_case(
         ),
     ]
     # the bytes zarr writes, without its per-chunk overhead
-    write_array(arrays[0], image.data, threads=encode_threads)
-    write_array(arrays[1], label.data, threads=encode_threads)
+    checksums = {
+        IMAGE: write_array(arrays[0], image.data, threads=encode_threads),
+        LABEL: write_array(arrays[1], label.data, threads=encode_threads),
+    }
     small = {
         SLICE_VERTEBRAE: (index.slice_vertebrae, ("z", VERTEBRA_DIM)),
         IMAGE_HEADER: (np.frombuffer(image.header_bytes, dtype=np.uint8), ("byte",)),
@@ -232,12 +275,43 @@ def _write_case(
         "vertebrae": index.to_attrs(),
         "other_label_values": {str(k): v for k, v in index.other_values.items()},
         "files": {"image": image.fingerprint.to_json(), "label": label.fingerprint.to_json()},
+        SHARD_CRC_KEY: {name: crcs for name, crcs in checksums.items() if crcs},
         COMPLETE_KEY: True,
     }
     stored = sum(int(a.nbytes_stored()) for a in arrays)
     # one write makes the case complete and its consolidated metadata visible together
     consolidate(group, attributes=attrs)
+    if target != final:
+        _switch(loc, target, final, token)
     return stored
+
+
+def _switch(loc: Location, staged: str, final: str, token: str) -> None:
+    """Put the complete version at ``staged`` in place of ``final``; the old goes to trash."""
+    trash = f"{_TRASH}/{token}"
+    if loc.local_root is not None:
+        if not (loc.local_root / final).exists():
+            loc.move(staged, final)
+        elif loc.exchange(staged, final):
+            loc.move(staged, trash)  # the exchange left the old version there
+        else:  # no atomic exchange here: readers may briefly find no case (an error)
+            loc.move(final, trash)
+            loc.move(staged, final)
+        return
+    src = staged + "/"
+    new = {key[len(src) :] for key in loc.keys(src)}
+    for rel in sorted(new - {"zarr.json"}):
+        data = loc.read(src + rel)
+        assert data is not None
+        loc.put(f"{final}/{rel}", data)
+    for key in loc.keys(final + "/"):
+        rel = key[len(final) + 1 :]
+        if rel not in new:
+            loc.delete(key)
+    document = loc.read(src + "zarr.json")
+    assert document is not None
+    loc.put(f"{final}/zarr.json", document)
+    loc.delete_prefix(staged)
 
 
 def ingest_case(
@@ -279,12 +353,9 @@ def ingest_case(
         fs, image_path = fsspec.core.url_to_fs(case.image, **(raw_storage_options or {}))
         _, label_path = fsspec.core.url_to_fs(case.label, **(raw_storage_options or {}))
         image, label = read_pair(image_path, label_path, case_id=case.case_id, fs=fs)
-        zstore = to_store(store, storage_options=storage_options, read_only=False)
-        root = zarr.open_group(zstore, mode="r+", use_consolidated=False)
-        cases = root[CASES_GROUP]
-        assert isinstance(cases, zarr.Group)
+        loc = Location.resolve(store, storage_options=storage_options)
         outcome.bytes_out = _write_case(
-            cases,
+            loc,
             case,
             image,
             label,
@@ -303,37 +374,132 @@ def ingest_case(
     return outcome
 
 
-def _open_for_writing(
-    store: str | os.PathLike | Store, storage_options: dict[str, Any] | None, overwrite: bool
-) -> zarr.Group:
-    """Open (or create) the store's root, refusing to clobber anything that is not ours."""
-    if not isinstance(store, Store) and not is_url(store) and os.path.isfile(store):
-        if not overwrite:
-            raise StoreError(
-                f"{store}: a file, not a Zarr store; pass overwrite=True to replace it"
-            )
-        os.remove(store)
-    zstore = to_store(store, storage_options=storage_options, read_only=False)
-    if overwrite:
-        root = zarr.open_group(zstore, mode="w", attributes=root_attrs())
+def _refuse_nesting(
+    raw: str | os.PathLike,
+    loc: Location,
+    raw_storage_options: dict[str, Any] | None,
+) -> None:
+    """Refuse a store inside the raw tree, or the raw tree inside the store (always)."""
+    if loc.local_root is not None:
+        where = os.fspath(loc.local_root)
+    elif loc.fs is not None and loc.fs_root is not None:
+        protocol = loc.fs.protocol if isinstance(loc.fs.protocol, str) else loc.fs.protocol[0]
+        where = f"{protocol}://{loc.fs_root}"
     else:
-        try:
-            root = zarr.open_group(zstore, mode="r+", use_consolidated=False)
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError):
-            root = zarr.open_group(zstore, mode="w", attributes=root_attrs())
-        except zarr.errors.ContainsArrayError as err:
-            raise StoreError(
-                f"{store}: an existing Zarr array, not a ctspine store; "
-                "pass overwrite=True (--overwrite) to replace it"
-            ) from err
-        if FORMAT_KEY not in root.attrs:
-            raise StoreError(
-                f"{store}: an existing Zarr store that is not a ctspine store; "
-                "pass overwrite=True (--overwrite) to replace it"
-            )
-    if CASES_GROUP not in root:
-        root.create_group(CASES_GROUP)
-    return root
+        return  # an in-memory or other store cannot hold files
+    store_at = normalise(where, loc.storage_options)
+    raw_at = normalise(raw, raw_storage_options)
+    if nested(store_at, raw_at):
+        raise StoreError(
+            f"{loc.text}: the store and the raw tree {os.fspath(raw)} overlap (one is inside "
+            "the other); writing the store there could damage the sources: choose a store "
+            "location outside the raw tree"
+        )
+
+
+def _inspect(loc: Location) -> tuple[str, dict[str, Any] | None, list[str]]:
+    """Say what a location holds: ``("ctspine" | "empty" | "foreign", root doc, foreign keys)``.
+
+    A ctspine store is recognised by its root attrs or, when its root ``zarr.json`` is
+    damaged, by the marker of its ``cases`` group (or, for stores of format 1, a case
+    group's attrs), so that a rerun repairs it.
+    """
+    if loc.local_root is not None and loc.local_root.is_file():
+        return "foreign", None, [os.fspath(loc.local_root)]
+    document = _parse(loc.read("zarr.json"))
+    if document is not None and FORMAT_KEY in (document.get("attributes") or {}):
+        return "ctspine", document, []
+    names = loc.children("")
+    if not names or names == [INTERNAL_DIR]:
+        return ("ctspine" if names else "empty"), None, []
+    if _has_our_cases(loc):
+        return "ctspine", None, []
+    return "foreign", document, loc.keys()
+
+
+def _parse(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _has_our_cases(loc: Location) -> bool:
+    marker = _parse(loc.read(f"{CASES_GROUP}/zarr.json"))
+    if marker is not None and (marker.get("attributes") or {}).get(CASES_MARKER) is True:
+        return True
+    for name in loc.children(CASES_GROUP)[:20]:
+        case = _parse(loc.read(f"{CASES_GROUP}/{name}/zarr.json"))
+        if case is not None and "files" in (case.get("attributes") or {}):
+            return True
+    return False
+
+
+def _claim(
+    loc: Location,
+    *,
+    overwrite: bool,
+    force_clear: bool,
+    announce: Callable[[str], None] | None,
+    report: IngestReport,
+) -> dict[str, Any] | None:
+    """Check that ingest may write to ``loc``; returns the current root document, if any."""
+    state, document, foreign = _inspect(loc)
+    if state != "foreign":
+        return document
+    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    if not force_clear:
+        what = (
+            "a file"
+            if loc.local_root is not None and loc.local_root.is_file()
+            else (f"{len(foreign)} object(s) that are not a ctspine store ({shown})")
+        )
+        hint = (
+            "--overwrite replaces only a ctspine store or an empty location"
+            if overwrite
+            else "ingest never deletes what it did not write"
+        )
+        raise StoreError(
+            f"{loc.text}: holds {what}; {hint}: choose a new or empty location, or pass "
+            "--force-clear (force_clear=True) to delete them"
+        )
+    if announce is not None:
+        announce(f"--force-clear: deleting {len(foreign)} object(s) at {loc.text}: {shown}")
+    report.cleared = foreign[:100]
+    if loc.local_root is not None and loc.local_root.is_file():
+        loc.local_root.unlink()
+    elif loc.local_root is not None:
+        import shutil
+
+        for child in loc.local_root.iterdir():
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    else:
+        for key in foreign:
+            loc.delete(key)
+    return None
+
+
+def _prepare(loc: Location, document: dict[str, Any] | None) -> None:
+    """Under the lock: drop what a killed ingest left behind, and lay out a new store."""
+    loc.delete_prefix(_STAGING)
+    loc.delete_prefix(_TRASH)
+    cases = _parse(loc.read(f"{CASES_GROUP}/zarr.json"))
+    if cases is None or (cases.get("attributes") or {}).get(CASES_MARKER) is not True:
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": {CASES_MARKER: True}}
+        loc.put(f"{CASES_GROUP}/zarr.json", json.dumps(doc).encode())
+    if document is None and loc.read("zarr.json") is None:
+        # a new store: readers are told its first ingest did not finish, until it does
+        doc = {"zarr_format": 3, "node_type": "group", "attributes": root_attrs()}
+        loc.put("zarr.json", json.dumps(doc).encode())
+
+
+def _finish(loc: Location) -> None:
+    """After the catalogue switched: delete replaced versions and the writer's folder."""
+    loc.delete_prefix(_TRASH)
+    loc.delete_prefix(_STAGING)
 
 
 LOCAL_SCHEDULERS = ("processes", "threads", "sync")
@@ -426,12 +592,15 @@ def ingest(
     workers: int | None = None,
     scheduler: Any = "threads",
     overwrite: bool = False,
+    force_clear: bool = False,
+    repair: bool = False,
     storage_options: dict[str, Any] | None = None,
     raw_storage_options: dict[str, Any] | None = None,
     codec: str = "default",
     slices_per_shard: int = SLICES_PER_SHARD,
     progress: bool = True,
     report_path: str | os.PathLike | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> IngestReport:
     """Ingest a CTSpine1K raw tree into a ctspine Zarr store.
 
@@ -440,7 +609,7 @@ def ingest(
     raw
         Folder (or fsspec URL) that holds ``rawdata/`` and ``metadata/``.
     store
-        Path or fsspec URL of the store; created if missing, resumed if it is one.
+        Path or fsspec URL of the store; created if missing or empty, resumed if it is one.
     workers
         The local scheduler's parallelism (default: the number of CPUs). With ``"threads"``:
         that many cases at a time, whose slices encode on one shared pool of that many
@@ -455,7 +624,15 @@ def ingest(
         a scheduler address (``"tcp://host:8786"``) or a ``distributed.Client`` to run the
         cases on an existing cluster (every worker must reach RAW and STORE).
     overwrite
-        Replace whatever ``store`` holds.
+        Rewrite every case of the raw tree, and drop the store's cases the tree does not
+        hold. Only a ctspine store (or an empty location) is ever overwritten, case by
+        case, beside the current version: readers keep the old state until the switch.
+    force_clear
+        Delete whatever else the location holds (named in the report and to ``announce``)
+        before creating the store there. Without it such a location is refused.
+    repair
+        Verify every stored case fully (every chunk decoded) and rewrite the damaged ones;
+        without it a rerun checks each case cheaply (metadata and shard indexes).
     storage_options, raw_storage_options
         fsspec options for the store URL and the raw URL.
     codec
@@ -467,6 +644,8 @@ def ingest(
     report_path
         Where to write the JSON report (default: ``<store>.ingest-report.json``, also for a
         URL store).
+    announce
+        Called with a line before anything is deleted by ``force_clear``.
 
     Returns
     -------
@@ -475,16 +654,82 @@ def ingest(
     Raises
     ------
     StoreError
-        When ``store`` exists and is not a ctspine store (and ``overwrite`` is false).
+        When ``store`` holds something other than a ctspine store (and not
+        ``force_clear``), overlaps the raw tree, or another ingest holds its lock
+        (:class:`~ctspine_zarr.errors.StoreLockedError`).
     FileNotFoundError
         When ``raw`` is not a raw tree.
     """
     started = time.perf_counter()
+    loc = Location.resolve(store, storage_options=storage_options)
+    _refuse_nesting(raw, loc, raw_storage_options)
     tree = find_cases(str(raw), storage_options=raw_storage_options)
-    root = _open_for_writing(store, storage_options, overwrite)
     report = IngestReport(
         raw=str(raw), store=str(store), split_without_files=tree.split_without_files
     )
+    document = _claim(
+        loc, overwrite=overwrite, force_clear=force_clear, announce=announce, report=report
+    )
+    with WriterLock(loc):
+        _prepare(loc, document)
+        _ingest_locked(
+            loc,
+            store,
+            tree,
+            report,
+            document,
+            workers=workers or os.cpu_count() or 1,
+            scheduler=scheduler,
+            overwrite=overwrite,
+            repair=repair,
+            progress=progress,
+            options=dict(
+                storage_options=storage_options,
+                raw_storage_options=raw_storage_options,
+                codec=codec,
+                slices_per_shard=slices_per_shard,
+            ),
+        )
+        _finish(loc)
+    forget(store)
+    report.outcomes.sort(key=lambda o: o.case_id)
+    report.seconds = time.perf_counter() - started
+    if report_path is not None or not isinstance(store, Store):
+        _write_report(report, store, report_path, storage_options if is_url(store) else None)
+    return report
+
+
+def _damaged(
+    loc: Location, store: Any, storage_options: dict[str, Any] | None, repair: bool
+) -> dict[str, str]:
+    """``{case_id: problem}`` of the cases a full verification finds damaged (``repair``)."""
+    if not repair:
+        return {}
+    from .verify import ERROR, verify
+
+    found: dict[str, str] = {}
+    for problem in verify(store, storage_options=storage_options).problems:
+        if problem.severity == ERROR and problem.case_id is not None:
+            found.setdefault(problem.case_id, str(problem).strip())
+    return found
+
+
+def _ingest_locked(
+    loc: Location,
+    store: Any,
+    tree: Any,
+    report: IngestReport,
+    document: dict[str, Any] | None,
+    *,
+    workers: int,
+    scheduler: Any,
+    overwrite: bool,
+    repair: bool,
+    progress: bool,
+    options: dict[str, Any],
+) -> None:
+    """The ingest proper, under the writer lock: cases, then the catalogue."""
+    raw_storage_options = options["raw_storage_options"]
     for case, problem in tree.problems:
         path = case.image or case.label or ""
         report.outcomes.append(
@@ -496,27 +741,33 @@ def ingest(
                 f"case {case.case_id!r}: {path}: {problem}",
             )
         )
-    done = complete_cases(root)
+    scan = scan_cases(loc)
+    damaged = dict(scan.damaged)
+    damaged.update(_damaged(loc, store, options["storage_options"], repair))
     todo: list[RawCase] = []
     for case in tree.cases:
-        stored = done.get(case.case_id)
-        if stored is not None and _fingerprint_matches(stored, case, raw_storage_options):
-            report.outcomes.append(CaseOutcome(case.case_id, case.source, "skipped"))
-        else:
-            todo.append(case)
+        stored = scan.complete.get(case.case_id)
+        problem = damaged.get(case.case_id)
+        if stored is not None and problem is None and not overwrite:
+            if _fingerprint_matches(stored, case, raw_storage_options):
+                problem = case_problem(loc, case.case_id)
+                if problem is None:
+                    report.outcomes.append(CaseOutcome(case.case_id, case.source, "skipped"))
+                    continue
+        if problem is not None:
+            report.repaired[case.case_id] = problem
+        todo.append(case)
+    tree_ids = {c.case_id for c in tree.cases}
+    for case_id, problem in sorted(damaged.items()):
+        if case_id not in tree_ids:
+            message = f"case {case_id!r} is damaged ({problem}) and the raw tree does not hold it"
+            report.outcomes.append(CaseOutcome(case_id, "", "failed", "", message))
 
     # largest first: the workers then run out of cases at about the same time
     todo.sort(key=lambda c: -c.image_bytes)
-    workers = workers or os.cpu_count() or 1
     bar = _progress_bar(len(todo), enabled=progress)
     location = store if isinstance(store, Store) or is_url(store) else os.fspath(store)
-    options = dict(
-        storage_options=storage_options,
-        raw_storage_options=raw_storage_options,
-        codec=codec,
-        slices_per_shard=slices_per_shard,
-        encode_threads=_encode_threads(scheduler, workers, len(todo)),
-    )
+    options = {**options, "encode_threads": _encode_threads(scheduler, workers, len(todo))}
     try:
         if scheduler in LOCAL_SCHEDULERS:
             outcomes = _run_local(
@@ -528,17 +779,17 @@ def ingest(
     finally:
         bar.close()
 
-    rows = complete_cases(root)
+    rows = scan_cases(loc).complete
+    for case_id in set(damaged) - {o.case_id for o in report.outcomes if o.status == "ingested"}:
+        rows.pop(case_id, None)  # still damaged: never listed
+    if overwrite:
+        report.removed = sorted(set(rows) - tree_ids)
+        rows = {c: a for c, a in rows.items() if c in tree_ids}
     splits = {c.case_id: c.split for c in tree.cases if tree.has_split_file}
-    write_catalogue(root, build_catalogue(rows, splits=splits))
-    consolidate(root)
-    forget(store)
+    publish_catalogue(loc, build_catalogue(rows, splits=splits), previous=document)
+    for case_id in report.removed:  # after the switch: no reader's catalogue lists them
+        loc.delete_prefix(f"{CASES_GROUP}/{case_id}")
     report.catalogue_cases = len(rows)
-    report.outcomes.sort(key=lambda o: o.case_id)
-    report.seconds = time.perf_counter() - started
-    if report_path is not None or not isinstance(store, Store):
-        _write_report(report, store, report_path, storage_options if is_url(store) else None)
-    return report
 
 
 def _write_report(

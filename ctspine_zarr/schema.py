@@ -9,8 +9,10 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 #: Version of the on-disk layout, stored in the root attrs under :data:`FORMAT_KEY`.
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 FORMAT_KEY: Final = "ctspine_zarr_format"
+#: Store versions this package reads (1: without the snapshot checks of version 2).
+READABLE_FORMATS: Final = (1, 2)
 
 #: Name of the group holding one sub-group per case.
 CASES_GROUP: Final = "cases"
@@ -61,6 +63,22 @@ SOURCES: Final = ("COLONOG", "HNSCC-3DCT-RT", "MSD-T10", "COVID-19")
 SLICES_PER_SHARD: Final = 32
 #: Attribute (case group) that says the case is complete; written last.
 COMPLETE_KEY: Final = "complete"
+#: Case attribute: ``{array: [CRC-32 of each encoded shard index, ...]}``, which readers check.
+SHARD_CRC_KEY: Final = "shard_index_crc32"
+#: Root attribute: ``{chunk key: CRC-32}`` of every catalogue chunk of this snapshot.
+CATALOGUE_CRC_KEY: Final = "catalogue_chunk_crc32"
+#: Root attribute: the catalogue's generation, incremented by every ingest.
+GENERATION_KEY: Final = "catalogue_generation"
+#: Chunk key encodings the catalogue arrays rotate through, one per generation, so that a
+#: new catalogue never overwrites the chunks of the two before it (see docs/format.md).
+CATALOGUE_KEY_ENCODINGS: Final = (
+    {"name": "default", "configuration": {"separator": "/"}},
+    {"name": "default", "configuration": {"separator": "."}},
+    {"name": "v2", "configuration": {"separator": "."}},
+)
+#: The writer's own folder inside a store (lock, staged and replaced cases); exists only
+#: while an ingest runs or after one was killed.
+INTERNAL_DIR: Final = ".ctspine"
 
 
 def image_encoding(codec: str = "default", *, sample: Any = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import threading
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -59,7 +60,7 @@ if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork
     os.register_at_fork(after_in_child=_forget_pools)
 
 
-def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> None:
+def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> list[int]:
     """Write ``data`` (the array's full shape) into ``array``, one shard at a time.
 
     Parameters
@@ -71,6 +72,12 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> Non
     threads
         Size of the shared :func:`encode_pool` that encodes the slices (Blosc and CRC32C
         release the GIL); 1 encodes them in the calling thread.
+
+    Returns
+    -------
+    list of int
+        The CRC-32 of each shard's encoded index (what the case metadata records, so that
+        readers notice a replaced shard); empty for arrays written through zarr.
     """
     if tuple(data.shape) != tuple(array.shape):
         raise ValueError(f"data of shape {data.shape} for an array of shape {array.shape}")
@@ -81,7 +88,7 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> Non
     writes_empty = bool(getattr(array.async_array.config, "write_empty_chunks", False))
     if layout is None or not layout.index_at_end or not writes_empty or data.shape[0] == 0:
         array[...] = data  # zarr leaves out chunks equal to the fill value: its own path
-        return
+        return []
     values = np.asarray(data, dtype=array.dtype)
     spec = layout.chunk_spec
     nd_buffer = spec.prototype.nd_buffer
@@ -94,10 +101,11 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> Non
             encoded = codec._encode_sync(encoded, spec)  # type: ignore[attr-defined]
         return bytes(encoded.as_numpy_array())
 
-    index_bytes, index_checks = layout.index_codecs
+    index_serializer, index_checks = layout.index_codecs
     n_z, shard_z = values.shape[0], layout.shard_z
     store = layout.store
     mapper = map if threads <= 1 else encode_pool(threads).map
+    checksums = []
     for shard in range(0, (n_z + shard_z - 1) // shard_z):
         z0, z1 = shard * shard_z, min((shard + 1) * shard_z, n_z)
         chunks = list(mapper(encode, range(z0, z1)))
@@ -106,9 +114,12 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> Non
         table[: len(chunks), 1] = lengths
         table[: len(chunks), 0] = np.cumsum(lengths) - lengths
         index: Any = nd_buffer.from_numpy_array(table.reshape(layout.index_spec.shape))
-        index = index_bytes._encode_sync(index, layout.index_spec)  # type: ignore[attr-defined]
+        index = index_serializer._encode_sync(index, layout.index_spec)  # type: ignore[attr-defined]
         for codec in index_checks:
             index = codec._encode_sync(index, layout.index_spec)  # type: ignore[attr-defined]
-        body = b"".join([*chunks, bytes(index.as_numpy_array())])
+        index_bytes = bytes(index.as_numpy_array())
+        checksums.append(zlib.crc32(index_bytes))
+        body = b"".join([*chunks, index_bytes])
         buffer = default_buffer_prototype().buffer.from_bytes(body)
         sync(store.set(layout.key(shard), buffer))
+    return checksums

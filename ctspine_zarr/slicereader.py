@@ -19,11 +19,12 @@ import asyncio
 import os
 import sys
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, NoReturn
 
 import numpy as np
 import zarr
@@ -38,8 +39,9 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
-from .schema import IMAGE, LABEL
-from .store import cache_key, case_group, register_cache
+from .errors import DamagedStoreError, StoreChangedError
+from .schema import IMAGE, LABEL, SHARD_CRC_KEY
+from .store import cache_key, case_group, forget, register_cache
 
 __all__ = [
     "EMPTY_ENTRY",
@@ -186,10 +188,35 @@ def _decode(
     return array_bytes._decode_sync(buffer, spec).as_numpy_array()  # type: ignore[attr-defined]
 
 
-class ZReader:
-    """Reads z ranges ``[z0, z1)`` of full slices of one ``(z, y, x)`` zarr array."""
+#: What identifies a local shard file between reads: inode, size, modification time.
+FileIdentity = tuple[int, int, int]
 
-    def __init__(self, array: zarr.Array) -> None:
+
+class ZReader:
+    """Reads z ranges ``[z0, z1)`` of full slices of one ``(z, y, x)`` zarr array.
+
+    Parameters
+    ----------
+    array
+        The array.
+    index_checksums
+        CRC-32 of each shard's encoded index as the case metadata records it (format 2):
+        a shard whose index differs was replaced since the metadata was read, and reading
+        it raises :class:`StoreChangedError` instead of mixing two versions.
+    where
+        How messages name the array (``case 'liver_2', array 'image'``).
+    location
+        The store location, whose caches are dropped when it changed.
+    """
+
+    def __init__(
+        self,
+        array: zarr.Array,
+        *,
+        index_checksums: Sequence[int] | None = None,
+        where: str = "",
+        location: Any = None,
+    ) -> None:
         self.array = array
         self.shape: tuple[int, ...] = tuple(array.shape)
         self.dtype = np.dtype(array.dtype)
@@ -197,17 +224,55 @@ class ZReader:
             self.layout = ShardLayout.of(array)
         except Exception:  # noqa: BLE001 - any surprise in zarr internals: use the public path
             self.layout = None
+        self.index_checksums = None if index_checksums is None else list(index_checksums)
+        self.where = where or f"array {array.store_path.path!r}"
+        self.location = location
         self._index: dict[int, np.ndarray] = {}
+        self._identity: dict[int, FileIdentity | None] = {}
 
     def cached_index(self, shard: int) -> np.ndarray | None:
         """The ``(offset, length)`` table of shard ``shard`` when already fetched, else None."""
         return self._index.get(shard)
 
-    def remember_index(self, shard: int, table: np.ndarray) -> None:
+    def remember_index(
+        self, shard: int, table: np.ndarray, identity: FileIdentity | None = None
+    ) -> None:
         """Keep the decoded index of shard ``shard`` (the cache is bounded)."""
         if len(self._index) >= _INDEX_CACHE_SIZE:
             self._index.clear()
+            self._identity.clear()
         self._index[shard] = table
+        self._identity[shard] = identity
+
+    def check_index(self, shard: int, encoded: bytes) -> None:
+        """Raise :class:`StoreChangedError` unless ``encoded`` is the index the metadata names."""
+        expected = self.index_checksums
+        if expected is None or shard >= len(expected):
+            return
+        if zlib.crc32(encoded) != expected[shard]:
+            self.changed(f"shard {shard} was replaced")
+
+    def check_identity(self, shard: int, identity: FileIdentity | None) -> None:
+        """Raise :class:`StoreChangedError` when a local shard file is not the one indexed."""
+        known = self._identity.get(shard)
+        if known is not None and identity is not None and known != identity:
+            self.changed(f"shard {shard} was replaced")
+
+    def changed(self, detail: str) -> NoReturn:
+        """Drop the process's caches of the store and raise :class:`StoreChangedError`."""
+        if self.location is not None:
+            forget(self.location)
+        raise StoreChangedError(
+            f"{self.where}: the store changed since it was opened ({detail}); "
+            "reopen it (ctspine_zarr.open or ds.ctspine.volume again) to read the new version"
+        )
+
+    def missing(self, z: int, what: str) -> NoReturn:
+        """Raise :class:`DamagedStoreError` for slice ``z``."""
+        raise DamagedStoreError(
+            f"{self.where}, slice z={z}: {what}; the store is damaged "
+            "(run `ctspine-zarr ingest RAW STORE` again to repair it)"
+        )
 
 
 class CaseReaders(NamedTuple):
@@ -221,9 +286,12 @@ class CaseReaders(NamedTuple):
 _Fetch = tuple[Store, Path | None, str, "RangeByteRequest | SuffixByteRequest | None"]
 
 
-def _fetch(requests: Sequence[_Fetch]) -> list[bytes | None]:
-    """Fetch byte ranges; local files with ``pread``, other stores concurrently through zarr."""
-    out: list[bytes | None] = [None] * len(requests)
+def _fetch(requests: Sequence[_Fetch]) -> list[tuple[bytes | None, FileIdentity | None]]:
+    """Fetch byte ranges; local files with ``pread``, other stores concurrently through zarr.
+
+    Each result comes with the identity of the local file it was read from (None remotely).
+    """
+    out: list[tuple[bytes | None, FileIdentity | None]] = [(None, None)] * len(requests)
     remote: list[int] = []
     for i, (_store, root, key, byte_range) in enumerate(requests):
         if root is None:
@@ -239,26 +307,28 @@ def _fetch(requests: Sequence[_Fetch]) -> list[bytes | None]:
             )
 
         for i, buf in zip(remote, sync(gather()), strict=True):
-            out[i] = None if buf is None else buf.to_bytes()
+            out[i] = (None if buf is None else buf.to_bytes(), None)
     return out
 
 
 def _read_local(
     path: Path, byte_range: RangeByteRequest | SuffixByteRequest | None
-) -> bytes | None:
+) -> tuple[bytes | None, FileIdentity | None]:
+    """Read a file's range; with the identity of the very file read (an ingest may replace it)."""
     try:
         fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, NotADirectoryError):
+        return None, None
     try:
+        stat = os.fstat(fd)
+        identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        size = stat.st_size
         if byte_range is None:
-            size = os.fstat(fd).st_size
-            return os.pread(fd, size, 0)
+            return os.pread(fd, size, 0), identity
         if isinstance(byte_range, SuffixByteRequest):
-            size = os.fstat(fd).st_size
             start = max(0, size - byte_range.suffix)
-            return os.pread(fd, size - start, start)
-        return os.pread(fd, byte_range.end - byte_range.start, byte_range.start)
+            return os.pread(fd, size - start, start), identity
+        return os.pread(fd, byte_range.end - byte_range.start, byte_range.start), identity
     finally:
         os.close(fd)
 
@@ -314,15 +384,20 @@ def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
             )
             first.append((layout.store, layout.local_root, layout.key(shard), byte_range))
             first_of.append(("index", p))
-    shards: dict[int, bytes | None] = {}
-    for (kind, p), data in zip(first_of, _fetch(first), strict=True):
-        _, reader, shard, _, _ = pieces[p]
+    shards: dict[int, bytes] = {}
+    for (kind, p), (data, identity) in zip(first_of, _fetch(first), strict=True):
+        _, reader, shard, lo, _ = pieces[p]
         layout = reader.layout
         assert layout is not None
+        if data is None or len(data) < layout.index_size:
+            reader.missing(lo, f"shard {layout.key(shard)!r} is missing or truncated")
         if kind == "shard":
             shards[p] = data
-        elif data is not None:
-            reader.remember_index(shard, layout.decode_index(data))
+            raw = data[-layout.index_size :] if layout.index_at_end else data[: layout.index_size]
+            reader.check_index(shard, raw)
+        else:
+            reader.check_index(shard, data)
+            reader.remember_index(shard, layout.decode_index(data), identity)
 
     # 2. single chunks of shards read in part
     second: list[_Fetch] = []
@@ -332,36 +407,32 @@ def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
         assert layout is not None
         if p in shards:
             data = shards[p]
-            table = None
-            if data is not None:
-                raw = (
-                    data[-layout.index_size :] if layout.index_at_end else data[: layout.index_size]
-                )
-                table = layout.decode_index(raw)
+            raw = data[-layout.index_size :] if layout.index_at_end else data[: layout.index_size]
+            table = layout.decode_index(raw)
             for z in range(lo, hi):
-                chunk = None
-                if table is not None:
-                    offset, length = (int(v) for v in table[z - shard * layout.shard_z])
-                    if offset != EMPTY_ENTRY:
-                        chunk = data[offset : offset + length]  # type: ignore[index]
-                _put(out[n], z - requests[n][1], layout, chunk, scratch)
+                offset, length = (int(v) for v in table[z - shard * layout.shard_z])
+                if offset == EMPTY_ENTRY or offset + length > len(data):
+                    reader.missing(z, "its chunk is missing from the shard")
+                _put(out[n], z - requests[n][1], layout, data[offset : offset + length], scratch)
             continue
-        table = reader.cached_index(shard)
+        cached = reader.cached_index(shard)
+        assert cached is not None
         for z in range(lo, hi):
-            if table is None:
-                _put(out[n], z - requests[n][1], layout, None, scratch)
-                continue
-            offset, length = (int(v) for v in table[z - shard * layout.shard_z])
+            offset, length = (int(v) for v in cached[z - shard * layout.shard_z])
             if offset == EMPTY_ENTRY:
-                _put(out[n], z - requests[n][1], layout, None, scratch)
-                continue
+                reader.missing(z, "its chunk is missing from the shard")
             byte_range = RangeByteRequest(offset, offset + length)
             second.append((layout.store, layout.local_root, layout.key(shard), byte_range))
             second_of.append((n, z))
-    for (n, z), data in zip(second_of, _fetch(second), strict=True):
+    for (n, z), (data, identity) in zip(second_of, _fetch(second), strict=True):
         reader = requests[n][0]
-        assert reader.layout is not None
-        _put(out[n], z - requests[n][1], reader.layout, data, scratch)
+        layout = reader.layout
+        assert layout is not None
+        shard = z // layout.shard_z
+        reader.check_identity(shard, identity)
+        if data is None:
+            reader.missing(z, f"shard {layout.key(shard)!r} is missing")
+        _put(out[n], z - requests[n][1], layout, data, scratch)
     return out
 
 
@@ -390,10 +461,8 @@ def _put(
     chunk: bytes | None,
     scratch: dict[int, np.ndarray],
 ) -> None:
-    if chunk is None:
-        block[i] = layout.fill_value
-    else:
-        block[i] = layout.decode_chunk(chunk, scratch)
+    assert chunk is not None
+    block[i] = layout.decode_chunk(chunk, scratch)
 
 
 #: Readers of the cases opened in this process (each keeps its shard indexes).
@@ -429,7 +498,17 @@ def case_readers(
     image, label = group[IMAGE], group[LABEL]
     assert isinstance(image, zarr.Array) and isinstance(label, zarr.Array)
     affine = np.asarray(group.attrs["affine"], dtype=np.float64)
-    found = CaseReaders(ZReader(image), ZReader(label), affine)
+    checksums: Any = group.attrs.get(SHARD_CRC_KEY) or {}
+    image_reader, label_reader = (
+        ZReader(
+            array,
+            index_checksums=checksums.get(name),
+            where=f"case {case_id!r}, array {name!r}",
+            location=location,
+        )
+        for name, array in ((IMAGE, image), (LABEL, label))
+    )
+    found = CaseReaders(image_reader, label_reader, affine)
     with _readers_lock:
         _readers[key] = found
         while len(_readers) > _MAX_CACHED_READERS:

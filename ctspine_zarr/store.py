@@ -19,13 +19,15 @@ import zarr
 import zarr.storage
 from zarr.abc.store import Store
 
-from .errors import CaseNotFoundError, StoreError
+from .errors import CaseNotFoundError, DamagedStoreError, StoreError
 from .schema import (
     AXIS_DIM,
     CASE_DIM,
     CASES_GROUP,
+    COMPLETE_KEY,
     FORMAT_KEY,
     FORMAT_VERSION,
+    READABLE_FORMATS,
     VERTEBRA_DIM,
     VERTEBRA_LABELS,
     VOLUME_DIMS,
@@ -123,6 +125,11 @@ def open_root(
         group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=True)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
         raise StoreError(f"{location}: no Zarr v3 store there") from err
+    except json.JSONDecodeError:
+        raise DamagedStoreError(
+            f"{location}/zarr.json: not valid JSON; the store is damaged "
+            "(run `ctspine-zarr ingest RAW STORE` again to repair it)"
+        ) from None
     except ValueError as err:  # a group without consolidated metadata
         group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=False)
         check_format(group.attrs, location)
@@ -143,7 +150,7 @@ def check_format(attrs: Any, location: Any) -> None:
         raise StoreError(
             f"{location}: a Zarr store, but not a ctspine store (no {FORMAT_KEY!r} attribute)"
         )
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if version not in READABLE_FORMATS:
         raise StoreError(
             f"{location}: store format {version} is newer than this package reads "
             f"({FORMAT_VERSION}); upgrade ctspine_zarr"
@@ -176,11 +183,20 @@ def case_group(
     except (FileNotFoundError, zarr.errors.GroupNotFoundError):
         root = open_root(location, storage_options=storage_options)
         raise CaseNotFoundError(case_id, _case_ids(root)) from None
+    except json.JSONDecodeError:
+        raise DamagedStoreError(
+            f"{location}: case {case_id!r}: its zarr.json is not valid JSON; the store is "
+            "damaged (run `ctspine-zarr ingest RAW STORE` again to repair it)"
+        ) from None
     except ValueError as err:  # the group exists without its consolidated metadata
         raise StoreError(
             f"{location}: case {case_id!r} has no consolidated metadata (an unfinished write); "
             "run the ingest again"
         ) from err
+    if group.attrs.get(COMPLETE_KEY) is not True:
+        raise StoreError(
+            f"{location}: case {case_id!r} is an unfinished write; run the ingest again"
+        )
     with _cache_lock:
         _case_cache[key] = group
     return group
@@ -215,11 +231,18 @@ def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
     xarray.Dataset
         The catalogue on dim ``case``; ``ds.ctspine`` reaches the cases.
     """
-    store = _read_store(location, storage_options)
+    from .snapshot import SnapshotStore
+
+    where = repr(location) if isinstance(location, Store) else os.fspath(location)
+    store = SnapshotStore(
+        _read_store(location, storage_options), where=where, on_change=lambda: forget(location)
+    )
     try:
         ds = xr.open_zarr(
             store, consolidated=True, zarr_format=3, chunks=None, create_default_indexes=False
         )
+    except StoreError:
+        raise
     except Exception:
         open_root(location, storage_options=storage_options)  # raises the precise StoreError
         raise

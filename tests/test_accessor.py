@@ -50,7 +50,10 @@ def test_opening_reads_no_case_data(counting_store) -> None:
     ds = ctspine_zarr.open(counting_store)
     assert not [key for key, *_ in counting_store.reads if key.startswith("cases/")]
     # two reads: the root document (consolidated metadata) and the case ids
-    assert sorted(key for key, *_ in counting_store.reads) == ["case/c/0", "zarr.json"]
+    # (the catalogue's chunk key encoding rotates per ingest: c/0, c.0 or 0)
+    keys = sorted(key for key, *_ in counting_store.reads)
+    assert len(keys) == 2 and keys[1] == "zarr.json"
+    assert keys[0] in ("case/c/0", "case/c.0", "case/0")
     counting_store.reads.clear()
     case = ds.ctspine.case_ids()[0]
     ds.ctspine.volume(case)

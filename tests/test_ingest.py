@@ -109,7 +109,7 @@ def test_catalogue_columns_describe_each_case(store: Path, raw_tree) -> None:
         counts = np.bincount(label.ravel().astype(np.int64), minlength=29)[list(VERTEBRA_LABELS)]
         np.testing.assert_array_equal(row.voxel_count.values, counts)
     assert ds.attrs["vertebra_names"]["22"] == "L3"
-    assert ds.attrs["ctspine_zarr_format"] == 1
+    assert ds.attrs["ctspine_zarr_format"] == 2
 
 
 def test_slice_index_and_boxes_match_the_masks(store: Path, raw_tree) -> None:
@@ -192,13 +192,21 @@ def test_refuses_to_clobber_a_foreign_store(tmp_path: Path, raw_tree) -> None:
     assert afile.read_text() == "keep me"
 
 
-def test_overwrite_replaces_a_foreign_store(tmp_path: Path) -> None:
+def test_overwrite_refuses_a_foreign_store_that_force_clear_replaces(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     make_raw_tree(raw, n_cases=1, shape=(16, 16), n_slices=(8, 9), seed=2)
     foreign = tmp_path / "other.zarr"
     zarr.create_array(foreign, shape=(3,), dtype="int8")
-    report = ctspine_zarr.ingest(raw, foreign, workers=1, overwrite=True, progress=False)
+    before = (foreign / "zarr.json").read_bytes()
+    with pytest.raises(StoreError, match="--overwrite replaces only a ctspine store"):
+        ctspine_zarr.ingest(raw, foreign, workers=1, overwrite=True, progress=False)
+    assert (foreign / "zarr.json").read_bytes() == before
+    said: list[str] = []
+    report = ctspine_zarr.ingest(
+        raw, foreign, workers=1, force_clear=True, progress=False, announce=said.append
+    )
     assert report.ok and report.catalogue_cases == 1
+    assert report.cleared == ["zarr.json"] and "zarr.json" in said[0]
     shutil.rmtree(foreign)
 
 
