@@ -35,10 +35,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         workers=args.workers,
         scheduler=args.scheduler,
         overwrite=args.overwrite,
+        force_clear=args.force_clear,
+        repair=args.repair,
         storage_options=_storage_options(args.storage_options),
         raw_storage_options=_storage_options(args.raw_storage_options),
         codec=args.codec,
         progress=not args.quiet,
+        announce=lambda line: print(line, file=sys.stderr),
     )
     print(report.summary())
     return 0 if report.ok else 1
@@ -151,7 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("ingest", help="rewrite a raw CTSpine1K tree into a Zarr store")
+    p = sub.add_parser(
+        "ingest",
+        help="rewrite a raw CTSpine1K tree into a Zarr store",
+        description="Rewrite a raw CTSpine1K tree into a Zarr store. Exit codes: 0 every case "
+        "stored, 1 some cases refused or failed (the others stored), 2 nothing done (bad "
+        "location, another ingest running, bad arguments).",
+    )
     p.add_argument("raw", help="folder (or URL) holding rawdata/ and metadata/")
     p.add_argument("store", help="path or fsspec URL of the store")
     p.add_argument(
@@ -166,7 +175,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads (default), processes or sync for a local dask scheduler; a scheduler "
         "address (tcp://host:8786) to run the cases on an existing dask.distributed cluster",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace what STORE holds")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="rewrite every case and drop the cases RAW no longer holds; only a ctspine store "
+        "or an empty location is overwritten, beside the current version (readers keep the "
+        "old state until the switch)",
+    )
+    p.add_argument(
+        "--force-clear",
+        action="store_true",
+        help="delete whatever else STORE holds (the files are named first); without it a "
+        "location that is neither empty nor a ctspine store is refused",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="decode and check every stored case, and rewrite the damaged ones (a plain "
+        "rerun checks metadata and shard indexes only)",
+    )
     p.add_argument(
         "--codec",
         default="default",

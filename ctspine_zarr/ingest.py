@@ -497,9 +497,22 @@ def _prepare(loc: Location, document: dict[str, Any] | None) -> None:
 
 
 def _finish(loc: Location) -> None:
-    """After the catalogue switched: delete replaced versions and the writer's folder."""
+    """After the catalogue switched: delete replaced versions and the writer's folder.
+
+    Only what this package writes there is deleted, and the folder itself only when empty
+    after the lock is released (another ingest may have taken it since).
+    """
     loc.delete_prefix(_TRASH)
     loc.delete_prefix(_STAGING)
+    loc.delete(f"{INTERNAL_DIR}/zarr.json")  # zarr's implicit parent group of the staging
+
+
+def _remove_internal_dir(loc: Location) -> None:
+    if loc.local_root is not None:
+        try:
+            (loc.local_root / INTERNAL_DIR).rmdir()
+        except OSError:
+            pass  # not empty: another ingest's lock, or not there
 
 
 LOCAL_SCHEDULERS = ("processes", "threads", "sync")
@@ -661,9 +674,9 @@ def ingest(
         When ``raw`` is not a raw tree.
     """
     started = time.perf_counter()
+    tree = find_cases(str(raw), storage_options=raw_storage_options)
     loc = Location.resolve(store, storage_options=storage_options)
     _refuse_nesting(raw, loc, raw_storage_options)
-    tree = find_cases(str(raw), storage_options=raw_storage_options)
     report = IngestReport(
         raw=str(raw), store=str(store), split_without_files=tree.split_without_files
     )
@@ -691,6 +704,7 @@ def ingest(
             ),
         )
         _finish(loc)
+    _remove_internal_dir(loc)
     forget(store)
     report.outcomes.sort(key=lambda o: o.case_id)
     report.seconds = time.perf_counter() - started

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -41,6 +42,7 @@ from .schema import (
     COMPLETE_KEY,
     IMAGE,
     IMAGE_HEADER,
+    INTERNAL_DIR,
     LABEL,
     LABEL_HEADER,
     SLICE_VERTEBRAE,
@@ -253,7 +255,9 @@ def _verify(
         report.add(None, None, None, f"not a readable Zarr v3 group: {err}", "metadata")
         return
     with_document = zarr.open_group(store, mode="r", zarr_format=3)
-    root_arrays = dict(root.arrays())
+    with warnings.catch_warnings():  # the writer's folder (.ctspine) while an ingest runs
+        warnings.filterwarnings("ignore", f"Object at {INTERNAL_DIR} is not recognized")
+        root_arrays = dict(root.arrays())
     _check_consolidated(report, None, with_document.metadata.consolidated_metadata, root_arrays)
     listed = _catalogue_ids(report, root_arrays)
 
