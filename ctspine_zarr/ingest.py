@@ -91,6 +91,8 @@ class CaseOutcome:
     bytes_in: int = 0
     bytes_out: int = 0
     seconds: float = 0.0
+    #: the traceback of an unexpected failure (in the JSON report, not the summary)
+    detail: str = ""
 
 
 @dataclass
@@ -369,7 +371,8 @@ def ingest_case(
         outcome.status, outcome.file, outcome.problem = "refused", err.path, str(err)
     except Exception as err:  # a bug or an I/O error must not cost the other cases
         outcome.status, outcome.file = "failed", case.image or ""
-        outcome.problem = f"{type(err).__name__}: {err}\n{traceback.format_exc(limit=3)}"
+        outcome.problem = f"{type(err).__name__}: {err}"
+        outcome.detail = traceback.format_exc(limit=3)
     outcome.seconds = time.perf_counter() - start
     return outcome
 
@@ -410,8 +413,10 @@ def _inspect(loc: Location) -> tuple[str, dict[str, Any] | None, list[str]]:
     if document is not None and FORMAT_KEY in (document.get("attributes") or {}):
         return "ctspine", document, []
     names = loc.children("")
-    if not names or names == [INTERNAL_DIR]:
-        return ("ctspine" if names else "empty"), None, []
+    if not names:
+        return "empty", None, []
+    if INTERNAL_DIR in names:  # an ingest of ours runs (or was killed) there: the lock decides
+        return "ctspine", document, []
     if _has_our_cases(loc):
         return "ctspine", None, []
     return "foreign", document, loc.keys()

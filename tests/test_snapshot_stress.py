@@ -214,7 +214,7 @@ READER = textwrap.dedent(
 
 
     def catalogue(ds):
-        out = {"case_ids": list(ds.ctspine.case_ids())}
+        out = {"case_ids": np.array(ds.ctspine.case_ids(), dtype=object)}
         for name in sorted(ds.variables):
             out[name] = np.asarray(ds[name].values)
         return out
@@ -238,7 +238,7 @@ READER = textwrap.dedent(
     A, B = expected(raw_a), expected(raw_b)
     CAT_A = catalogue(ctspine_zarr.open(ref_a))
     CAT_B = catalogue(ctspine_zarr.open(ref_b))
-    assert sorted(A) == sorted(B) and CAT_A["case_ids"] == CAT_B["case_ids"]
+    assert sorted(A) == sorted(B) == sorted(CAT_A["case_ids"]) == sorted(CAT_B["case_ids"])
     names = sorted(set(CAT_A) | set(CAT_B))
     rng = random.Random(seed)
     counts = collections.Counter()
@@ -265,23 +265,26 @@ READER = textwrap.dedent(
     Path(ready).write_text("ready")
     deadline = time.monotonic() + seconds
     iterations = 0
+    op = ""
     while time.monotonic() < deadline:
         iterations += 1
         try:
+            op = "open"
             ds = ctspine_zarr.open(store)
+            op = "catalogue"
             cat = catalogue(ds)
             what = which([(cat.get(n, np.array([])), CAT_A.get(n, np.array([])),
-                           CAT_B.get(n, np.array([]))) for n in names]
-                         + [(np.array(cat["case_ids"]), np.array(CAT_A["case_ids"]),
-                             np.array(CAT_B["case_ids"]))])
-            record("catalogue", what, {"case_ids": cat["case_ids"],
+                           CAT_B.get(n, np.array([]))) for n in names])
+            record("catalogue", what, {"case_ids": cat["case_ids"].tolist(),
                    "n_slices": cat["n_slices"].tolist(),
                    "differ": [n for n in names if not same(cat.get(n, np.array([])),
                                                            CAT_A.get(n, np.array([])))]})
-            for case_id in rng.sample(cat["case_ids"], len(cat["case_ids"])):
+            for case_id in rng.sample(cat["case_ids"].tolist(), len(cat["case_ids"])):
                 a_img, a_lbl = A[case_id]
                 b_img, b_lbl = B[case_id]
+                op = f"volume({case_id!r})"
                 vol = ds.ctspine.volume(case_id)
+                op = f"volume({case_id!r}).image.values"
                 image = vol.image.values
                 record("volume image", which([(image, a_img, b_img)]),
                        {"case": case_id, "zeros": int((image == 0).sum()),
@@ -289,10 +292,12 @@ READER = textwrap.dedent(
                         else -1,
                         "off_b": int((image != b_img).sum()) if image.shape == b_img.shape
                         else -1})
+                op = f"volume({case_id!r}).label.values"
                 label = vol.label.values
                 record("volume label", which([(label, a_lbl, b_lbl)]),
                        {"case": case_id})
                 for z in rng.sample(range(a_img.shape[0]), 3):
+                    op = f"slice({case_id!r}, {z})"
                     plane = ds.ctspine.slice(case_id, z)
                     record("slice", which([(plane.image.values, a_img[z], b_img[z]),
                                            (plane.label.values, a_lbl[z], b_lbl[z])]),
@@ -300,15 +305,15 @@ READER = textwrap.dedent(
         except (StoreChangedError, DamagedStoreError, StoreError) as err:
             name = type(err).__name__
             errors[name] += 1
-            error_examples.setdefault(name, str(err)[:300])
+            error_examples.setdefault(name, f"in {op}: {str(err)[:300]}")
             continue  # reopen
         except Exception as err:  # anything else is as bad as a wrong value
             counts["reads"] += 1
             counts["wrong"] += 1
             errors["unexpected " + type(err).__name__] += 1
             if len(wrong_examples) < 20:
-                wrong_examples.append({"kind": "exception", "error": repr(err)[:300],
-                                       "traceback": traceback.format_exc()[-1500:]})
+                wrong_examples.append({"kind": "exception", "in": op, "error": repr(err)[:300],
+                                       "traceback": traceback.format_exc()[-800:]})
     summary = {
         "iterations": iterations,
         "reads": counts["reads"],
@@ -373,7 +378,7 @@ def test_reader_sees_a_or_b_while_ingest_overwrites(tmp_path: Path) -> None:
     )
     for name, example in summary["error_examples"].items():
         print(f"  e.g. {name}: {example}")
-    assert summary["wrong"] == 0, json.dumps(summary["wrong_examples"], indent=1)[:6000]
+    assert summary["wrong"] == 0, json.dumps(summary["wrong_examples"][:8], indent=1)[:5000]
     assert len(ingests) >= 4
     # the reader overlapped the ingests: at least 4 finished while it was reading
     assert summary["reads"] >= 200, summary
@@ -554,22 +559,49 @@ def _listing(root: Path) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def test_second_ingest_is_refused_and_touches_nothing(tmp_path: Path) -> None:
-    raw = tmp_path / "raw"
-    make_raw_tree(raw, n_cases=6, shape=(128, 128), n_slices=(60, 120), seed=4)
-    store = tmp_path / "s.zarr"
+def _frozen_first(
+    tmp_path: Path, raw: Path, store: Path, *, set_up: bool
+) -> tuple[subprocess.Popen[str], bool]:
+    """Start an ingest and SIGSTOP it once it holds the lock (it keeps holding it).
+
+    ``set_up``: stop it only after it laid out the store (root and ``cases`` documents),
+    else as soon as the lock is taken. Returns the stopped child and whether the store's
+    root document existed when it stopped.
+    """
     first = subprocess.Popen(
         _ingest_argv(raw, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        _wait_for_lock(store, first, CHILD_TIMEOUT)
-        # freeze the first ingest (it keeps its lock) so that the store stands still
-        first.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        while True:
+            assert time.monotonic() - started < CHILD_TIMEOUT, "no writer lock"
+            assert first.poll() is None, first.communicate()
+            try:
+                locked = (store / LOCK).stat().st_size > 0
+            except FileNotFoundError:
+                locked = False
+            laid_out = (store / "zarr.json").exists() and (store / "cases/zarr.json").exists()
+            if locked and (laid_out or not set_up):
+                first.send_signal(signal.SIGSTOP)
+                return first, (store / "zarr.json").exists()
+            if set_up:
+                time.sleep(0.002)
+    except BaseException:
+        first.kill()
+        first.communicate()
+        raise
+
+
+def _second_ingest(
+    tmp_path: Path, raw: Path, store: Path, first: subprocess.Popen[str]
+) -> tuple[subprocess.CompletedProcess[str], dict, dict, str]:
+    """With ``first`` stopped: run a second ingest, listing everything before and after;
+    then let ``first`` finish. Returns the second's result, both listings, first's output.
+    """
+    try:
         try:
             before = _listing(tmp_path)
-            t0 = time.monotonic()
             second = _run(_ingest_argv(raw, store))
-            second_seconds = time.monotonic() - t0
             after = _listing(tmp_path)
         finally:
             first.send_signal(signal.SIGCONT)
@@ -578,15 +610,61 @@ def test_second_ingest_is_refused_and_touches_nothing(tmp_path: Path) -> None:
         if first.poll() is None:
             first.kill()
             first.communicate()
-    print(
-        f"\n[two ingests] second: exit {second.returncode} in {second_seconds:.2f} s, "
-        f"stderr {second.stderr!r}; first: exit {first.returncode}"
-    )
+    return second, before, after, out + err
+
+
+def _assert_refused_untouched(
+    second: subprocess.CompletedProcess[str], before: dict, after: dict
+) -> None:
     assert second.returncode == 2, second.stdout + second.stderr
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "another ingest" in lines[0], second.stderr
     assert second.stdout == ""
-    assert after == before, {k: (before.get(k), after.get(k)) for k in set(before) ^ set(after)}
-    assert first.returncode == 0, out + err
+    changed = {k: (before.get(k), after.get(k)) for k in set(before) | set(after)}
+    changed = {k: v for k, v in changed.items() if v[0] != v[1]}
+    assert not changed, changed
+
+
+def test_second_ingest_is_refused_and_touches_nothing(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    make_raw_tree(raw, n_cases=6, shape=(128, 128), n_slices=(60, 120), seed=4)
+    store = tmp_path / "s.zarr"
+    first, _ = _frozen_first(tmp_path, raw, store, set_up=True)
+    t0 = time.monotonic()
+    second, before, after, first_output = _second_ingest(tmp_path, raw, store, first)
+    print(
+        f"\n[two ingests] second: exit {second.returncode} "
+        f"({time.monotonic() - t0:.2f} s with the first one's end), stderr {second.stderr!r}; "
+        f"first: exit {first.returncode}"
+    )
+    _assert_refused_untouched(second, before, after)
+    assert first.returncode == 0, first_output
     report = ctspine_zarr.verify(store, against=raw)
     assert report.ok, report.summary()
+
+
+def test_second_ingest_while_the_first_creates_the_store(tmp_path: Path) -> None:
+    """The first ingest of a new store holds the lock but has not written its root document
+    yet (stopped right after taking the lock): a second ingest must still say "another
+    ingest" and touch nothing, not call the location foreign (whose --force-clear would
+    delete the first one's lock and files).
+    """
+    raw = tmp_path / "raw"
+    make_raw_tree(raw, n_cases=2, shape=(64, 64), n_slices=(30, 40), seed=4)
+    for attempt in range(1, 7):
+        store = tmp_path / f"s{attempt}.zarr"
+        first, has_root = _frozen_first(tmp_path, raw, store, set_up=False)
+        if not has_root:
+            break
+        first.kill()  # stopped too late: the window is a few milliseconds
+        first.communicate()
+    else:
+        print("\n[two ingests, store being created] the window was never caught")
+        return
+    second, before, after, first_output = _second_ingest(tmp_path, raw, store, first)
+    print(
+        f"\n[two ingests, store being created: caught at attempt {attempt}] second: exit "
+        f"{second.returncode}, stderr {second.stderr!r}; first: exit {first.returncode}"
+    )
+    _assert_refused_untouched(second, before, after)
+    assert first.returncode == 0, first_output
