@@ -28,6 +28,9 @@ xarray ``Dataset._construct_direct``        :func:`construct_dataset`; fallback:
 dask graph introspection                    :func:`zarr_array_behind`; fallback: None (the
 (``store.storage_options_of``)              accessor then opens cases without the catalogue's
                                             storage options: environment credentials only)
+xarray ``Variable._replace`` (overridden    :class:`ctspine_zarr.volume.LeanVariable`; fallback
+by the volume's variables, so that views    (missing method, or :func:`forced_fallbacks`):
+keep their key)                             views compute through dask, ~1 ms slower
 ==========================================  ====================================================
 
 ``ctspine_zarr.catalogue`` still imports ``zarr.core.buffer`` and ``zarr.core.sync`` itself
@@ -66,6 +69,7 @@ TOUCHPOINTS: Final[dict[str, str]] = {
     "zarr.core.sync.sync": "compat.sync; fallback: an event loop on a daemon thread",
     "xarray Dataset._construct_direct": "compat.construct_dataset; fallback: xr.Dataset(...)",
     "dask graph introspection": "compat.zarr_array_behind; fallback: None",
+    "xarray Variable._replace": "volume.LeanVariable; fallback: views computed by dask",
 }
 
 _forced = False
