@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
-from zarr.core.common import parse_named_configuration
 
 if TYPE_CHECKING:
     from typing import Self
@@ -38,7 +37,7 @@ if TYPE_CHECKING:
     from zarr.core.chunk_grids import ChunkGrid
     from zarr.core.dtype.wrapper import TBaseDType, TBaseScalar, ZDType
 
-__all__ = ["JPEGLS_NAME", "JpegLsCodec", "encode", "supports"]
+__all__ = ["JPEGLS_NAME", "JpegLsCodec", "decode", "encode", "supports"]
 
 #: The codec's name in the array metadata (and its ``zarr.codecs`` entry point).
 JPEGLS_NAME: Final = "ctspine_zarr.jpegls"
@@ -87,6 +86,28 @@ def encode(values: np.ndarray) -> bytes:
     return bytes(_imagecodecs().jpegls_encode(plane, level=0))
 
 
+def decode(data: Any, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
+    """Return the values of ``dtype`` and ``shape`` that :func:`encode` coded as ``data``.
+
+    Raises ValueError when the image does not hold that many samples of that width.
+    """
+    dtype = np.dtype(dtype)
+    unsigned, sign = _unsigned(dtype)
+    plane = np.asarray(_imagecodecs().jpegls_decode(np.frombuffer(data, dtype=np.uint8)))
+    if plane.dtype != unsigned or plane.size != int(np.prod(shape)):
+        raise ValueError(
+            f"a {JPEGLS_NAME} chunk decoded to {plane.dtype} {plane.shape}, but the array "
+            f"holds {dtype} chunks of shape {tuple(shape)}"
+        )
+    if sign:
+        np.bitwise_xor(plane, sign, out=plane)
+    native = dtype.newbyteorder("=")
+    values = plane.view(native).reshape(shape)
+    if native != dtype:
+        values = values.astype(dtype)  # an array of a non-native dtype
+    return values
+
+
 @dataclass(frozen=True)
 class JpegLsCodec(ArrayBytesCodec):
     """Lossless JPEG-LS of each chunk's last two axes (a ``(1, Y, X)`` slice: one image)."""
@@ -96,7 +117,10 @@ class JpegLsCodec(ArrayBytesCodec):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         """Make the codec from its metadata (no configuration)."""
-        parse_named_configuration(data, JPEGLS_NAME, require_configuration=False)
+        if not isinstance(data, dict) or data.get("name") != JPEGLS_NAME:
+            raise ValueError(f"expected the codec {JPEGLS_NAME!r}, got {data!r}")
+        if data.get("configuration"):
+            raise ValueError(f"{JPEGLS_NAME} takes no configuration, got {data!r}")
         return cls()
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,19 +143,7 @@ class JpegLsCodec(ArrayBytesCodec):
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         dtype = np.dtype(chunk_spec.dtype.to_native_dtype())
-        unsigned, sign = _unsigned(dtype)
-        plane = np.asarray(_imagecodecs().jpegls_decode(chunk_bytes.as_numpy_array()))
-        if plane.dtype != unsigned or plane.size != int(np.prod(chunk_spec.shape)):
-            raise ValueError(
-                f"a {JPEGLS_NAME} chunk decoded to {plane.dtype} {plane.shape}, but the array "
-                f"holds {dtype} chunks of shape {chunk_spec.shape}"
-            )
-        if sign:
-            np.bitwise_xor(plane, sign, out=plane)
-        native = dtype.newbyteorder("=")
-        values = plane.view(native).reshape(chunk_spec.shape)
-        if native != dtype:
-            values = values.astype(dtype)  # an array of a non-native dtype
+        values = decode(chunk_bytes.as_numpy_array(), dtype, tuple(chunk_spec.shape))
         return chunk_spec.prototype.nd_buffer.from_numpy_array(values)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:

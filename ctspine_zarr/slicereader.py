@@ -2,45 +2,38 @@
 
 For the store's own layout (``sharding_indexed`` with ``(1, Y, X)`` inner chunks) a
 :class:`ZReader` fetches a shard's index once per process, then only the byte ranges of the
-chunks it needs, and decodes them with the array's own zarr codecs synchronously, in the
+chunks it needs, and decodes them with the libraries of the array's codecs synchronously, in the
 calling thread: no xarray, no dask, no asyncio round trip per chunk on a local store (files
 are read with ``os.pread``). Other stores (fsspec URLs) go through the zarr store API, with the
 requests of one batch gathered concurrently. Arrays of any other layout are read with
 ``zarr.Array.__getitem__``. The loaders (:mod:`ctspine_zarr.sampling`) and the accessor's
 ``slice`` read through here.
 
-This uses zarr internals (``_decode_sync``, ``ShardingCodec._shard_index_size``); anything
-unexpected in them makes :meth:`ShardLayout.of` return None and the public path is used.
+The shard layout and the chunk codecs come from :mod:`ctspine_zarr.shardformat` (public
+metadata, numcodecs); an array it does not support gets no :class:`ShardLayout`, and the
+public path is used.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple, NoReturn
 
 import numpy as np
 import zarr
-from numcodecs.blosc import decompress as blosc_decompress
-from zarr.abc.codec import ArrayBytesCodec, BytesBytesCodec, SupportsSyncCodec
 from zarr.abc.store import RangeByteRequest, Store, SuffixByteRequest
-from zarr.codecs import BloscCodec, BytesCodec
-from zarr.codecs.bytes import Endian
-from zarr.codecs.sharding import ShardingCodec, ShardingCodecIndexLocation
-from zarr.core.array_spec import ArrayConfig, ArraySpec
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
-from zarr.storage import LocalStore
+from zarr.buffer import default_buffer_prototype
 
+from .compat import sync
 from .errors import DamagedStoreError, StoreChangedError
 from .schema import IMAGE, LABEL, SHARD_CRC_KEY
+from .shardformat import EMPTY_ENTRY, ShardLayout
 from .store import cache_key, case_group, forget, register_cache
 
 __all__ = [
@@ -53,139 +46,11 @@ __all__ = [
     "read_blocks",
 ]
 
-#: Offset and length of a chunk that a shard index marks as absent.
-EMPTY_ENTRY: Final = 2**64 - 1
-_NATIVE: Final = Endian.little if sys.byteorder == "little" else Endian.big
 _INDEX_CACHE_SIZE: Final = 4096
 
 # --------------------------------------------------------------------------------------------
-# Lean chunk reads
+# Lean chunk reads (the shard format itself: :mod:`ctspine_zarr.shardformat`)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ShardLayout:
-    """How to read a ``(z, y, x)`` array sharded along z with one slice per inner chunk."""
-
-    store: Store
-    local_root: Path | None
-    prefix: str
-    metadata: Any
-    shard_z: int
-    index_size: int
-    index_at_end: bool
-    index_codecs: tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]]
-    index_spec: ArraySpec
-    chunk_codecs: tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]]
-    chunk_spec: ArraySpec
-    fill_value: Any
-    #: dtype of a chunk when its first decode step is Blosc into native-endian bytes, else None
-    blosc_dtype: np.dtype[Any] | None
-
-    @classmethod
-    def of(cls, array: zarr.Array) -> ShardLayout | None:
-        """Return the layout of ``array``, or None when the lean path does not apply."""
-        meta: Any = array.metadata
-        codecs: tuple[Any, ...] = tuple(getattr(meta, "codecs", ()))
-        if array.ndim != 3 or len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
-            return None
-        sharding = codecs[0]
-        shard = tuple(meta.chunk_grid.chunk_shape)
-        if tuple(sharding.chunk_shape) != (1, *shard[1:]) or shard[1:] != array.shape[1:]:
-            return None
-        chunk_codecs = _split_codecs(sharding.codecs)
-        index_codecs = _split_codecs(sharding.index_codecs)
-        if chunk_codecs is None or index_codecs is None:
-            return None
-        store = array.store_path.store
-        chunks_per_shard = (shard[0], 1, 1)
-        native = np.dtype(meta.data_type.to_native_dtype())
-        array_bytes, bytes_bytes = chunk_codecs
-        blosc = (
-            bytes_bytes
-            and isinstance(bytes_bytes[0], BloscCodec)
-            and isinstance(array_bytes, BytesCodec)
-            and (native.itemsize == 1 or array_bytes.endian == _NATIVE)
-        )
-        config = ArrayConfig(order="C", write_empty_chunks=False)
-        chunk_spec = ArraySpec(
-            shape=tuple(sharding.chunk_shape),
-            dtype=meta.data_type,
-            fill_value=meta.fill_value,
-            config=config,
-            prototype=default_buffer_prototype(),
-        )
-        return cls(
-            store=store,
-            local_root=Path(store.root) if isinstance(store, LocalStore) else None,
-            prefix=array.store_path.path,
-            metadata=meta,
-            shard_z=shard[0],
-            index_size=sharding._shard_index_size(chunks_per_shard),
-            index_at_end=sharding.index_location == ShardingCodecIndexLocation.end,
-            index_codecs=index_codecs,
-            index_spec=sharding._get_index_chunk_spec(chunks_per_shard),
-            chunk_codecs=chunk_codecs,
-            chunk_spec=chunk_spec,
-            fill_value=meta.fill_value,
-            blosc_dtype=native if blosc else None,
-        )
-
-    def key(self, shard: int) -> str:
-        """Store key of shard number ``shard`` along z."""
-        chunk_key = self.metadata.encode_chunk_key((shard, 0, 0))
-        return f"{self.prefix}/{chunk_key}" if self.prefix else chunk_key  # "": store root
-
-    def decode_index(self, data: bytes) -> np.ndarray:
-        """Return the ``uint64 [shard_z, 2]`` (offset, length) table of an encoded shard index."""
-        array = _decode(data, self.index_codecs, self.index_spec)
-        return np.asarray(array).reshape(self.shard_z, 2)
-
-    def decode_chunk(self, data: bytes, scratch: dict[int, np.ndarray]) -> np.ndarray:
-        """Decode one encoded inner chunk to a ``[Y, X]`` array.
-
-        A Blosc chunk is decompressed into a buffer from ``scratch`` (reused by the caller
-        for the chunks of one batch: fresh memory costs more than the decompression); the
-        result is then a view of that buffer, valid until the next call.
-        """
-        if self.blosc_dtype is None:
-            return np.asarray(_decode(data, self.chunk_codecs, self.chunk_spec))[0]
-        spec = self.chunk_spec
-        buffer: Any = spec.prototype.buffer.from_bytes(data)
-        for codec in reversed(self.chunk_codecs[1][1:]):  # the checksum
-            buffer = codec._decode_sync(buffer, spec)  # type: ignore[attr-defined]
-        shape = spec.shape[1:]
-        nbytes = shape[0] * shape[1] * self.blosc_dtype.itemsize
-        dest = scratch.get(nbytes)
-        if dest is None:
-            dest = scratch[nbytes] = np.empty(nbytes, dtype=np.uint8)
-        blosc_decompress(buffer.as_numpy_array(), dest)
-        return dest.view(self.blosc_dtype).reshape(shape)
-
-
-def _split_codecs(
-    codecs: Iterable[Any],
-) -> tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]] | None:
-    """Split ``[array->bytes, bytes->bytes...]`` codecs; None unless all decode synchronously."""
-    codecs = tuple(codecs)
-    if not codecs or not isinstance(codecs[0], ArrayBytesCodec):
-        return None
-    rest = codecs[1:]
-    if not all(isinstance(c, BytesBytesCodec) for c in rest):
-        return None
-    if not all(isinstance(c, SupportsSyncCodec) for c in codecs):
-        return None
-    return codecs[0], tuple(rest)
-
-
-def _decode(
-    data: bytes, codecs: tuple[ArrayBytesCodec, tuple[BytesBytesCodec, ...]], spec: ArraySpec
-) -> Any:
-    buffer: Any = spec.prototype.buffer.from_bytes(data)
-    array_bytes, bytes_bytes = codecs
-    for codec in reversed(bytes_bytes):
-        buffer = codec._decode_sync(buffer, spec)  # type: ignore[attr-defined]
-    return array_bytes._decode_sync(buffer, spec).as_numpy_array()  # type: ignore[attr-defined]
 
 
 #: What identifies a local shard file between reads: inode, size, modification time.

@@ -275,20 +275,13 @@ def storage_options_of(ds: xr.Dataset) -> dict[str, Any] | None:
     its lazy variables; the accessor needs them to reach the cases of the same store.
     Returns None when no fsspec-backed zarr array is found (local or loaded Datasets).
     """
-    for variable in ds.variables.values():
-        data = variable.data if variable.chunks is not None else None
-        graph = getattr(data, "dask", None)
-        if graph is None:
-            continue
-        for task in dict(graph).values():
-            node, depth = task, 0
-            while node is not None and depth < 8 and not isinstance(node, zarr.Array):
-                node = getattr(node, "array", None) or getattr(node, "_array", None)
-                depth += 1
-            if isinstance(node, zarr.Array):
-                fs = getattr(node.store, "fs", None)
-                return dict(getattr(fs, "storage_options", {}) or {})
-    return None
+    from .compat import zarr_array_behind
+
+    array = zarr_array_behind(ds)
+    if array is None:
+        return None
+    fs = getattr(array.store, "fs", None)
+    return dict(getattr(fs, "storage_options", {}) or {})
 
 
 def forget(location: str | os.PathLike | Store) -> None:

@@ -21,16 +21,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 import fsspec
-import google_crc32c
 import numpy as np
 import zarr
-from zarr.abc.store import RangeByteRequest, Store, SuffixByteRequest
-from zarr.codecs import BytesCodec, Crc32cCodec, ShardingCodec
-from zarr.codecs.sharding import ShardingCodecIndexLocation
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.abc.store import Store
+from zarr.buffer import default_buffer_prototype
 
 from .catalogue import build_catalogue
+from .compat import sync
 from .errors import InvalidCaseError, StoreError
 from .export import header_from_bytes
 from .labelindex import index_labels
@@ -47,6 +44,7 @@ from .schema import (
     LABEL_HEADER,
     SLICE_VERTEBRAE,
 )
+from .shardformat import EMPTY_ENTRY, IndexFormat, sharding_config
 from .store import check_format, refresh_listings, to_store
 
 __all__ = ["ERROR", "WARNING", "Problem", "VerifyReport", "verify"]
@@ -57,8 +55,6 @@ ERROR = "error"
 WARNING = "warning"
 
 _CASE_ARRAYS = (IMAGE, LABEL, SLICE_VERTEBRAE, IMAGE_HEADER, LABEL_HEADER)
-#: Offset and length of a chunk that a shard index marks absent.
-_MISSING = 2**64 - 1
 _SHOWN_PROBLEMS = 50
 _T = TypeVar("_T")
 
@@ -404,21 +400,20 @@ def _check_volume(
     n_problems = len(report.problems)
     n_z, inner = array.shape[0], array.chunks[0]
     report.chunks_checked += math.ceil(n_z / inner)
-    codecs = getattr(array.metadata, "codecs", ())
-    codec, shards = codecs[0] if codecs else None, array.shards
+    config, shards = sharding_config(array), array.shards
+    index = None
+    if config is not None and shards is not None:
+        index = IndexFormat.of(config, shards[0] // inner)
     skip: set[int] = set()
-    if not (
-        isinstance(codec, ShardingCodec)
-        and shards is not None
-        and shards[1:] == array.chunks[1:] == array.shape[1:]
-    ):
+    whole_slices = shards is not None and shards[1:] == array.chunks[1:] == array.shape[1:]
+    if index is None or shards is None or not whole_slices:
         message = "not sharded in whole axial slices as the format requires"
         report.add(case_id, name, None, message, "metadata")
         step = inner
     else:
         step = shards[0]
         starts = range(0, n_z, step)
-        results = sync(_gather([_check_shard(store, array, codec, z0, step) for z0 in starts]))
+        results = sync(_gather([_check_shard(store, array, index, z0, step) for z0 in starts]))
         for z0, (found, whole) in zip(starts, results, strict=True):
             for z, kind, message in found:
                 report.add(case_id, name, z, message, kind)
@@ -459,7 +454,7 @@ def _decode(
 
 
 async def _check_shard(
-    store: Store, array: zarr.Array, codec: ShardingCodec, z0: int, step: int
+    store: Store, array: zarr.Array, index: IndexFormat, z0: int, step: int
 ) -> tuple[list[tuple[int, str, str]], bool]:
     """Check the shard object of slices ``z0:z0 + step`` and its index.
 
@@ -468,19 +463,12 @@ async def _check_shard(
     """
     key = f"{array.path}/" + array.metadata.encode_chunk_key((z0 // step, 0, 0))
     z1, inner = min(array.shape[0], z0 + step), array.chunks[0]
-    n_chunks, n_entries = math.ceil((z1 - z0) / inner), step // inner
-    has_crc = any(isinstance(c, Crc32cCodec) for c in codec.index_codecs)
-    big = any(
-        isinstance(c, BytesCodec) and c.endian is not None and c.endian.value == "big"
-        for c in codec.index_codecs
-    )
-    index_size = 16 * n_entries + (4 if has_crc else 0)
-    at_end = codec.index_location == ShardingCodecIndexLocation.end
-    request = SuffixByteRequest(index_size) if at_end else RangeByteRequest(0, index_size)
+    n_chunks = math.ceil((z1 - z0) / inner)
     try:
         size = await store.getsize(key)
         prototype = default_buffer_prototype()
-        buf = await store.get(key, prototype, request) if size >= index_size else None
+        fits = size >= index.size
+        buf = await store.get(key, prototype, index.byte_range()) if fits else None
     except FileNotFoundError:
         message = f"shard {key} is missing: {n_chunks} chunk(s), slices {z0}..{z1 - 1}"
         return [(z0, "missing", message)], True
@@ -488,16 +476,15 @@ async def _check_shard(
         return [(z0, "unreadable", f"shard {key} unreadable: {err!r}")], True
     if buf is None:
         return [(z0, "missing", f"shard {key}: no index in its {size} bytes")], True
-    raw = buf.to_bytes()
-    body = raw[: 16 * n_entries]
-    if has_crc and google_crc32c.value(body) != int.from_bytes(raw[16 * n_entries :], "little"):
+    try:
+        entries = index.decode(buf.to_bytes())
+    except ValueError:
         return [(z0, "checksum", f"shard {key}: the shard index fails its CRC32C")], True
-    entries = np.frombuffer(body, dtype=">u8" if big else "<u8").reshape(n_entries, 2)
-    low, high = (0, size - index_size) if at_end else (index_size, size)
+    low, high = index.data_bounds(size)
     problems = []
     for i, (offset, nbytes) in enumerate(entries[:n_chunks].tolist()):
         z = z0 + i * inner
-        if offset == nbytes == _MISSING:
+        if offset == nbytes == EMPTY_ENTRY:
             problems.append((z, "missing", f"chunk of slice {z} is missing from shard {key}"))
         elif offset < low or offset + nbytes > high:
             message = f"chunk of slice {z} lies outside shard {key} ({offset}+{nbytes})"

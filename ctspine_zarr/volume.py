@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import OrderedDict
-from typing import Any
+from typing import Any, Final
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -14,11 +16,13 @@ import zarr
 from dask.base import tokenize
 from zarr.abc.store import Store
 
+from .compat import using_fallbacks
 from .labelindex import boxes_from_attrs
 from .schema import (
     AXIS_DIM,
     IMAGE,
     LABEL,
+    SHARD_CRC_KEY,
     SLICE_VERTEBRAE,
     VERTEBRA_DIM,
     VERTEBRA_LABELS,
@@ -26,7 +30,7 @@ from .schema import (
 )
 from .store import cache_key, case_group, register_cache
 
-__all__ = ["axis_coordinates", "open_volume"]
+__all__ = ["LeanSlices", "LeanVariable", "axis_coordinates", "open_volume"]
 
 
 def _reset_dask_thread_pools() -> None:
@@ -61,6 +65,167 @@ def axis_coordinates(affine: np.ndarray, shape_zyx: tuple[int, ...]) -> dict[str
         n = shape_zyx[2 - axis]
         coords[name] = affine[axis, 3] + np.arange(n) * spacing[axis]
     return coords
+
+
+class LeanSlices:
+    """A ``(z, y, x)`` zarr array as dask reads it: its blocks come from the lean reader.
+
+    ``__getitem__`` reads the whole slices of the z range asked for through
+    :func:`ctspine_zarr.slicereader.read_blocks` (shard index cached, one read per chunk
+    or per whole shard, chunks decoded straight into the result), then cuts y and x. It
+    pickles as the zarr array alone, so dask.distributed workers rebuild their own reader.
+    Arrays the lean reader does not support are read by ``zarr.Array.__getitem__``.
+    """
+
+    def __init__(self, array: zarr.Array, **checks: Any) -> None:
+        self.array = array
+        self.shape: tuple[int, ...] = tuple(array.shape)
+        self.dtype = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+        #: what the reader checks (``index_checksums``, ``where``, ``location``: see ZReader)
+        self.checks = checks
+        self._reader: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"array": self.array, "checks": self.checks}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        array = state["array"]
+        self.array, self.shape, self.dtype = array, tuple(array.shape), np.dtype(array.dtype)
+        self.ndim, self._reader = len(self.shape), None
+        self.checks = state.get("checks", {})
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        from .slicereader import ZReader, read_blocks
+
+        if not isinstance(key, tuple):
+            key = (key,)
+        first = key[0] if key else slice(None)
+        if isinstance(first, slice):
+            z0, z1, step = first.indices(self.shape[0])
+            pick: Any = slice(None)
+        elif isinstance(first, (int, np.integer)) and -self.shape[0] <= first < self.shape[0]:
+            z0 = int(first) % self.shape[0]
+            z1, step, pick = z0 + 1, 1, 0
+        else:
+            step = 0
+        if step != 1 or z1 <= z0 or len(key) > self.ndim:  # steps, fancy keys: zarr reads
+            return np.asarray(self.array[key])
+        if self._reader is None:
+            self._reader = ZReader(self.array, **self.checks)
+        (block,) = read_blocks([(self._reader, z0, z1, None)])
+        return block[(pick, *key[1:])]
+
+
+def _basic_key(key: Any, shape: tuple[int, ...]) -> tuple[Any, ...] | None:
+    """``key`` as a tuple of in-range ints and step-1 slices, or None for any other key."""
+    key = key if isinstance(key, tuple) else (key,)
+    if len(key) > len(shape):
+        return None
+    out: list[Any] = []
+    for k, n in zip(key, shape, strict=False):
+        if isinstance(k, slice):
+            if k.indices(n)[2] != 1:
+                return None
+            out.append(k)
+        elif isinstance(k, (int, np.integer)) and not isinstance(k, bool) and -n <= k < n:
+            out.append(int(k) % n)
+        else:
+            return None
+    return tuple(out)
+
+
+def _scheduler_is_local() -> bool:
+    """Whether a compute would run in this process (no distributed client, no other scheduler)."""
+    if dask.config.get("scheduler", None) not in _LOCAL_SCHEDULERS:
+        return False
+    if "distributed" in sys.modules:
+        import distributed
+
+        try:
+            distributed.default_client()
+        except ValueError:
+            return True
+        return False
+    return True
+
+
+_LOCAL_SCHEDULERS: Final = (None, "threads", "threading", "sync", "synchronous", "single-threaded")
+
+
+_DEFAULT: Final = object()
+#: xarray makes views with ``type(self)._replace`` (checked: the direct view reads need it)
+_LEAN_VIEWS: Final = callable(getattr(xr.Variable, "_replace", None))
+
+
+class LeanVariable(xr.Variable):
+    """The variable of a volume's ``image`` or ``label``: its data a plain dask array.
+
+    Its dask chunks are read by :class:`LeanSlices`. One addition: a view taken by basic
+    indexing (``vol.image.isel(z=k)``: ints and step-1 slices) remembers its key, and its
+    ``.values`` reads those voxels straight through :class:`LeanSlices` instead of building,
+    optimising and scheduling a dask graph (about 1 ms per call whatever the graph, more
+    than the read). Only when a compute would run in this process anyway (no
+    dask.distributed client, a local scheduler) and not under
+    :func:`ctspine_zarr.compat.forced_fallbacks`; ``.compute()``, ``.load()``,
+    ``.chunk()``, arithmetic and every other operation go through dask as before. This
+    relies on xarray making views with ``type(self)`` (``Variable._replace``); without
+    that, views are plain Variables and compute through dask.
+    """
+
+    _lean_source: LeanSlices | None = None
+    _lean_key: tuple[Any, ...] | None = None
+
+    def _replace(  # type: ignore[override]
+        self, dims: Any = _DEFAULT, data: Any = _DEFAULT, **kwargs: Any
+    ) -> Any:
+        if dims is not _DEFAULT:
+            kwargs["dims"] = dims
+        if data is not _DEFAULT:
+            kwargs["data"] = data
+        out = super()._replace(**kwargs)
+        if isinstance(out, LeanVariable) and (data is _DEFAULT or data is self._data):
+            out._lean_source, out._lean_key = self._lean_source, self._lean_key
+        return out
+
+    def __getitem__(self, key: Any) -> Any:
+        out = super().__getitem__(key)
+        if isinstance(out, LeanVariable) and self._lean_source is not None:
+            basic = _basic_key(key, self.shape) if self._lean_key is None else None
+            out._lean_source, out._lean_key = (self._lean_source, basic) if basic else (None, None)
+        return out
+
+    @property
+    def values(self) -> np.ndarray:
+        """The voxels as numpy (a basic view of the volume: read without the scheduler)."""
+        source, key = self._lean_source, self._lean_key
+        if source is not None and key is not None and not using_fallbacks():
+            if _scheduler_is_local():
+                return np.asarray(source[key])
+        return xr.Variable.values.fget(self)  # type: ignore[attr-defined]
+
+    @values.setter
+    def values(self, values: Any) -> None:
+        xr.Variable.values.fset(self, values)  # type: ignore[attr-defined]
+
+
+def _lean_variable(array: zarr.Array, name: str, chunks_z: int, **checks: Any) -> xr.Variable:
+    """The ``(z, y, x)`` variable of ``array``: dask over :class:`LeanSlices`."""
+    source = LeanSlices(array, **checks)
+    data = da.from_array(
+        source,
+        chunks=(chunks_z, *array.shape[1:]),
+        name=name,
+        lock=False,
+        asarray=False,
+        inline_array=True,
+        meta=np.empty((0,) * array.ndim, dtype=array.dtype),
+    )
+    if not _LEAN_VIEWS:
+        return xr.Variable(VOLUME_DIMS, data, dict(array.attrs))
+    variable = LeanVariable(VOLUME_DIMS, data, dict(array.attrs))
+    variable._lean_source = source
+    return variable
 
 
 def _lazy(array: zarr.Array, name: str, chunks_z: int) -> da.Array:
@@ -150,9 +315,20 @@ def _build_volume(
     _, start, stop = boxes_from_attrs(attrs["vertebrae"])
     index = group[SLICE_VERTEBRAE]
     assert isinstance(index, zarr.Array)
+    checksums = attrs.get(SHARD_CRC_KEY) or {}
+    lean = {
+        name: _lean_variable(
+            array,
+            f"{name}-{token}",
+            shard_z,
+            index_checksums=checksums.get(name),
+            where=f"case {case_id!r}, array {name!r}",
+            location=location,
+        )
+        for name, array in ((IMAGE, image), (LABEL, label))
+    }
     data_vars = {
-        IMAGE: (VOLUME_DIMS, _lazy(image, f"image-{token}", shard_z), dict(image.attrs)),
-        LABEL: (VOLUME_DIMS, _lazy(label, f"label-{token}", shard_z), dict(label.attrs)),
+        **lean,
         SLICE_VERTEBRAE: (("z", VERTEBRA_DIM), _lazy(index, f"index-{token}", 0)),
         "bbox_start": ((VERTEBRA_DIM, AXIS_DIM), start),
         "bbox_stop": ((VERTEBRA_DIM, AXIS_DIM), stop),

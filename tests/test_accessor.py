@@ -10,7 +10,7 @@ import pytest
 import xarray as xr
 
 import ctspine_zarr
-from ctspine_zarr import accessor
+from ctspine_zarr import compat
 from ctspine_zarr.errors import CaseNotFoundError, StoreError
 
 
@@ -106,15 +106,13 @@ def test_changing_a_slice_changes_neither_the_volume_nor_the_next_slice(store: P
         ds.ctspine.slice(case, 2.7)  # type: ignore[arg-type]
 
 
-def test_a_read_slice_does_not_need_private_xarray(
-    store: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_read_slice_does_not_need_private_xarray(store: Path) -> None:
     ds = ctspine_zarr.open(store)
     case = ds.ctspine.case_ids()[0]
     fast = ds.ctspine.slice(case, 2)
 
-    monkeypatch.setattr(accessor, "_CONSTRUCT_DIRECT", None)
-    public = ds.ctspine.slice(case, 2)
+    with compat.forced_fallbacks():
+        public = ds.ctspine.slice(case, 2)
     xr.testing.assert_identical(public, fast)
     xr.testing.assert_identical(public, ds.ctspine.slice(case, 2, lazy=True).compute())
 
