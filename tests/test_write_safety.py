@@ -168,7 +168,7 @@ def test_a_missing_shard_is_an_error_naming_case_array_and_slice(fresh_store, ti
     ds.ctspine.slice(case, 3)  # the other shard still reads
     with pytest.raises(DamagedStoreError, match="image"):
         ds.ctspine.volume(case).image.values  # noqa: B018 - the read is the test
-    sequence = SliceSequence(fresh_store, case_ids=[case])
+    sequence = SliceSequence(fresh_store, split=None)
     with pytest.raises(DamagedStoreError, match="slice z="):
         sequence.getitems(list(range(len(sequence))))
 
