@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,10 +12,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 import zarr
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.buffer import default_buffer_prototype
 
 from . import __version__
+from .compat import sync
 from .labelindex import boxes_from_attrs
 from .location import Location
 from .schema import (
@@ -27,6 +28,7 @@ from .schema import (
     FORMAT_KEY,
     FORMAT_VERSION,
     GENERATION_KEY,
+    INTERNAL_DIR,
     SPLITS,
     VERTEBRA_DIM,
     VERTEBRA_LABELS,
@@ -277,7 +279,10 @@ def consolidate(group: zarr.Group, *, attributes: Mapping[str, Any] | None = Non
     prototype = default_buffer_prototype()
     refresh_listings(group.store)
     members = {}
-    for name, array in group.arrays():
+    with warnings.catch_warnings():  # the writer's folder (.ctspine) is no Zarr node
+        warnings.filterwarnings("ignore", f"Object at {INTERNAL_DIR} is not recognized")
+        arrays = list(group.arrays())
+    for name, array in arrays:
         document = array.metadata.to_buffer_dict(prototype)["zarr.json"]
         members[name] = json.loads(document.to_bytes())
     document = json.loads(group.metadata.to_buffer_dict(prototype)["zarr.json"].to_bytes())

@@ -33,8 +33,9 @@ by the volume's variables, so that views    (missing method, or :func:`forced_fa
 keep their key)                             views compute through dask, ~1 ms slower
 ==========================================  ====================================================
 
-``ctspine_zarr.catalogue`` still imports ``zarr.core.buffer`` and ``zarr.core.sync`` itself
-(to move here with the work on that module).
+``ctspine_zarr.codecs`` imports ``zarr.core`` types to implement zarr's codec interface
+(a codec plug-in must), and :mod:`ctspine_zarr.snapshot` names ``zarr.core.buffer`` types
+in annotations only.
 """
 
 from __future__ import annotations

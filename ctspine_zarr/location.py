@@ -22,8 +22,9 @@ from typing import Any
 import fsspec
 import zarr.storage
 from zarr.abc.store import Store
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.buffer import default_buffer_prototype
+
+from .compat import sync
 
 __all__ = ["Location", "nested", "normalise"]
 

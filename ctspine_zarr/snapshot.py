@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zarr.abc.store import ByteRequest, Store
-from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
 from .errors import DamagedStoreError, StoreChangedError
 from .schema import CATALOGUE_CRC_KEY
+
+if TYPE_CHECKING:
+    from zarr.core.buffer import Buffer, BufferPrototype
 
 __all__ = ["ROOT_DOCUMENT", "SnapshotStore", "parse_document"]
 

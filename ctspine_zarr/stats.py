@@ -1326,6 +1326,8 @@ class DatasetStats:
         old or the new attrs.
         """
         from .catalogue import consolidate
+        from .location import Location
+        from .lock import WriterLock
 
         text = os.fspath(location) if isinstance(location, os.PathLike) else location
         store = to_store(text, storage_options=storage_options, read_only=False)
@@ -1333,9 +1335,10 @@ class DatasetStats:
             root = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
             raise StoreError(f"{location}: no Zarr v3 store there") from err
-        attrs = dict(root.attrs)
-        attrs[STORE_ATTR] = self.store_payload()
-        consolidate(root, attributes=attrs)
+        with WriterLock(Location.resolve(store)):  # never beside an ingest's catalogue switch
+            attrs = dict(root.attrs)
+            attrs[STORE_ATTR] = self.store_payload()
+            consolidate(root, attributes=attrs)
         forget(text)
 
 

@@ -26,12 +26,13 @@ import zarr
 from zarr.abc.store import Store
 from zarr.buffer import default_buffer_prototype
 
-from .catalogue import build_catalogue
+from .catalogue import build_catalogue, scan_cases
 from .compat import sync
 from .errors import InvalidCaseError, StoreError
 from .export import header_from_bytes
 from .labelindex import index_labels
 from .layout import RawCase, find_cases
+from .location import Location
 from .nifti import CanonicalVolume, read_pair
 from .schema import (
     CASE_DIM,
@@ -258,14 +259,21 @@ def _verify(
     listed = _catalogue_ids(report, root_arrays)
 
     # case groups as listed under cases/; each keeps its own consolidated metadata
-    nodes: dict[str, zarr.Group] = {}
-    try:
-        cases = zarr.open_group(
-            store, path=CASES_GROUP, mode="r", zarr_format=3, use_consolidated=False
-        )
-        nodes = dict(sorted(cases.groups()))
-    except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.ContainsArrayError):
+    loc = Location.resolve(store)
+    scan = scan_cases(loc)
+    if not loc.exists(f"{CASES_GROUP}/zarr.json"):
         report.add(None, CASES_GROUP, None, "the cases group is missing", "missing")
+    for case_id, problem in sorted(scan.damaged.items()):
+        report.add(case_id, None, None, problem, "metadata")
+    nodes: dict[str, zarr.Group] = {}
+    for case_id in sorted(set(scan.complete) | scan.unfinished):
+        try:
+            nodes[case_id] = zarr.open_group(
+                store, path=f"{CASES_GROUP}/{case_id}", mode="r", zarr_format=3
+            )
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError, ValueError):
+            message = "unfinished write (no zarr.json); the next ingest rewrites it"
+            report.add(case_id, None, None, message, "unfinished", WARNING)
     complete: dict[str, dict[str, Any]] = {}
     arrays: dict[str, dict[str, zarr.Array]] = {}
     for case_id, node in nodes.items():
