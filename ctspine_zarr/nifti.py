@@ -210,30 +210,47 @@ _GZIP_WBITS = 31
 DEFLATE_MAX_RATIO = 1032
 
 
-def _inflate(data: bytes, limit: int, path: str, case_id: str) -> bytes:
-    """Decompress every gzip member (CRC and length checked), stopping past ``limit`` bytes.
+#: Output block of the counting pass past the kept bytes (decompressed, then discarded).
+_COUNT_BLOCK = 1 << 24
+#: Input fed per call in the counting pass (zlib copies the unconsumed input each call).
+_COUNT_INPUT = 1 << 20
 
-    Raises the refusal as soon as the output would pass ``limit``, so that at most
-    ``limit + 1`` bytes are ever held: the decompression is the streaming count.
+
+def _inflate(data: bytes, keep: int, limit: int, path: str, case_id: str) -> bytes:
+    """Decompress every gzip member, keep the first ``keep`` bytes, count the rest.
+
+    Every member's CRC and length are checked. Past ``keep`` bytes (the header's claim),
+    the stream is decompressed in blocks that are counted and discarded, and refused as
+    soon as it passes ``limit`` bytes: at most ``keep`` + one block is ever held.
     """
     parts: list[bytes] = []
-    total = 0
-    rest = memoryview(data)
+    kept = total = pos = 0
+    view = memoryview(data)
     while True:
         inflater = _zlib.decompressobj(wbits=_GZIP_WBITS)
-        part = inflater.decompress(rest, limit - total + 1)
-        total += len(part)
-        parts.append(part)
-        if total > limit:
-            raise InvalidCaseError(
-                case_id,
-                path,
-                f"decompresses to more than the {_bytes(limit)} memory cap per volume",
-                _RAISE_CAP,
-            )
+        while not inflater.eof:
+            keeping = kept < keep
+            # keeping: the whole input in one call, so the kept bytes are one buffer
+            piece = view[pos:] if keeping else view[pos : pos + _COUNT_INPUT]
+            budget = min(keep - kept if keeping else _COUNT_BLOCK, limit - total + 1)
+            chunk = inflater.decompress(piece, budget)
+            pos += len(piece) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
+            total += len(chunk)
+            if keeping:
+                parts.append(chunk)
+                kept += len(chunk)
+            if total > limit:
+                raise InvalidCaseError(
+                    case_id,
+                    path,
+                    f"decompresses to more than the {_bytes(limit)} memory cap per volume",
+                    _RAISE_CAP,
+                )
+            if not chunk and pos >= len(view):
+                break
         if not inflater.eof:
             raise EOFError("compressed file ended before the end-of-stream marker was reached")
-        rest = memoryview(inflater.unused_data)
+        rest = view[pos:]
         if not rest or not any(rest):  # trailing zeros: padding, as gzip.decompress allows
             break
         if bytes(rest[:2]) != _GZIP_MAGIC:
@@ -241,12 +258,12 @@ def _inflate(data: bytes, limit: int, path: str, case_id: str) -> bytes:
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _gunzip(data: bytes, path: str, case_id: str, limit: int) -> bytes:
-    """Decompress a gzip file of at most ``limit`` bytes (plain files come back as they are)."""
+def _gunzip(data: bytes, path: str, case_id: str, keep: int, limit: int) -> bytes:
+    """The first ``keep`` decompressed bytes of a file of at most ``limit`` (plain: as is)."""
     if data[:2] != _GZIP_MAGIC:
         return data
     try:
-        return _inflate(data, limit, path, case_id)
+        return _inflate(data, keep, limit, path, case_id)
     except EOFError as err:
         raise InvalidCaseError(
             case_id,
@@ -265,14 +282,19 @@ def _head(data: bytes, size: int) -> bytes:
     if data[:2] != _GZIP_MAGIC:
         return data[:size]
     out = b""
-    rest = memoryview(data)
+    pos = 0
+    view = memoryview(data)
     try:
-        while len(out) < size and rest.nbytes and bytes(rest[:2]) == _GZIP_MAGIC:
+        while len(out) < size and bytes(view[pos : pos + 2]) == _GZIP_MAGIC:
             inflater = _zlib.decompressobj(wbits=_GZIP_WBITS)
-            out += inflater.decompress(rest, size - len(out))
+            step = 1 << 12
+            while len(out) < size and not inflater.eof and pos < len(view):
+                piece = view[pos : pos + step]  # a little input: the header is at the start
+                out += inflater.decompress(piece, size - len(out))
+                pos += len(piece) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
+                step *= 2
             if not inflater.eof:
                 break
-            rest = memoryview(inflater.unused_data)
     except _INFLATE_ERRORS:
         pass  # the full decompression names the damage
     return out
@@ -600,7 +622,7 @@ def read_volume(
         mtime=_mtime(info),
         sha256=hashlib.sha256(data).hexdigest(),
     )
-    raw = _gunzip(data, path, case_id, cap)
+    raw = _gunzip(data, path, case_id, claim.offset + claim.voxel_bytes, cap)
     del data
     _check_length(claim, raw, path, case_id)
     img = _image_from_bytes(raw, path, case_id)
