@@ -20,6 +20,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from .remote import url_to_fs
 from .schema import SPLIT_SECTIONS, UNASSIGNED
 
 __all__ = [
@@ -225,7 +226,7 @@ def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> Ra
     raw
         Local folder or fsspec URL of the tree's root (the folder holding ``rawdata/``).
     storage_options
-        fsspec options for a URL.
+        fsspec options for a URL (default timeouts: :mod:`ctspine_zarr.remote`).
 
     Returns
     -------
@@ -242,7 +243,7 @@ def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> Ra
     FileNotFoundError
         When ``raw`` holds no ``rawdata/volumes`` folder.
     """
-    fs, root = fsspec.core.url_to_fs(str(raw), **(storage_options or {}))
+    fs, root = url_to_fs(str(raw), storage_options)
     root = root.rstrip("/")
     volumes = posixpath.join(root, VOLUMES_DIR)
     if not fs.isdir(volumes):

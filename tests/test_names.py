@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import unicodedata
+import uuid
 from pathlib import Path
 
+import fsspec
 import nibabel as nib
 import numpy as np
 import pytest
@@ -128,6 +130,30 @@ def test_odd_ids_read_back_exactly_over_http(odd_store) -> None:
         assert any("x%252F..%252Fplain" in p for p in paths_seen)
 
 
+@pytest.mark.parametrize("kind", ["memory", "s3"])
+def test_odd_ids_read_back_exactly_from_object_stores(odd_store, kind, request) -> None:
+    store, paths, _ = odd_store
+    if kind == "s3":
+        bucket, options, _ = request.getfixturevalue("s3")
+        url = f"{bucket}/s.zarr"
+    else:
+        url, options = f"memory://odd-{uuid.uuid4().hex}/s.zarr", None
+    raw = store.parent.parent / "raw"
+    report = ctspine_zarr.ingest(raw, url, workers=2, storage_options=options, progress=False)
+    assert report.catalogue_cases == len(ODD_IDS)
+    ds = ctspine_zarr.open(url, storage_options=options)
+    assert sorted(ds.ctspine.case_ids()) == sorted(ODD_IDS)
+    for case_id in ODD_IDS:
+        vol = ds.ctspine.volume(case_id)
+        assert vol.attrs["case"] == case_id
+        np.testing.assert_array_equal(vol.image.values, _canonical(paths[case_id][0]))
+        np.testing.assert_array_equal(
+            ds.ctspine.slice(case_id, 1).label.values, _canonical(paths[case_id][1])[1]
+        )
+    if kind == "memory":
+        fsspec.filesystem("memory").rm(url.removeprefix("memory://").split("/")[0], recursive=True)
+
+
 def test_an_unknown_odd_id_is_not_found_over_http(odd_store) -> None:
     store, _, _ = odd_store
     with serve_directory(store.parent) as server:
@@ -178,3 +204,11 @@ def test_find_cases_refuses_an_nfc_nfd_pair(tmp_path: Path) -> None:
     assert tree.cases == []
     assert len(tree.problems) == 2
     assert all("Unicode normalisation" in problem for _, problem in tree.problems)
+
+
+def test_a_refusal_naming_a_file_with_a_newline_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "a\nb.nii.gz"
+    path.write_bytes(b"not a nifti file at all" * 20)
+    with pytest.raises(ctspine_zarr.errors.InvalidCaseError) as caught:
+        ctspine_zarr.nifti.read_volume(str(path), case_id="a\nb")
+    assert "\n" not in str(caught.value) and "a\\nb.nii.gz" in str(caught.value)
