@@ -250,6 +250,7 @@ def _is_timeout(err: BaseException) -> bool:
         "EndpointConnectionError",
         "ServerTimeoutError",
         "ConnectionTimeoutError",
+        "ClientConnectorError",
         "SocketTimeoutError",
         "FSTimeoutError",
     }

@@ -319,6 +319,14 @@ def test_a_silent_s3_endpoint_gives_a_named_timeout(silent_server: str) -> None:
     assert time.perf_counter() - start < 30
 
 
+def test_a_refused_connection_is_named_too() -> None:
+    url = f"http://127.0.0.1:{_free_port()}/s.zarr"  # nothing listens there
+    start = time.perf_counter()
+    with pytest.raises(RemoteTimeoutError, match="Cannot connect to host"):
+        ctspine_zarr.open(url, storage_options={"max_attempts": 2})
+    assert time.perf_counter() - start < 10
+
+
 def test_defaults_are_set_and_user_values_win() -> None:
     s3 = with_default_options("s3://b/x", {"config_kwargs": {"read_timeout": 99}})
     assert s3["config_kwargs"] == {
