@@ -6,6 +6,11 @@ import difflib
 from collections.abc import Iterable
 
 
+def printable(text: str) -> str:
+    """``text`` as is, or with control characters escaped (``\\n``), to keep messages one line."""
+    return text if text.isprintable() else repr(text)[1:-1]
+
+
 class CTSpineError(Exception):
     """Base class of every error ``ctspine_zarr`` raises on purpose."""
 
@@ -30,7 +35,7 @@ class InvalidCaseError(CTSpineError, ValueError):
         self.path = path
         self.problem = problem
         self.fix = fix
-        message = f"case {case_id!r}: {path}: {problem}"
+        message = f"case {case_id!r}: {printable(path)}: {problem}"
         if fix:
             message += f" ({fix})"
         super().__init__(message)

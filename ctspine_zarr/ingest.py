@@ -38,13 +38,14 @@ from .catalogue import (
     root_attrs,
     scan_cases,
 )
-from .errors import InvalidCaseError, StoreError
+from .errors import InvalidCaseError, StoreError, printable
 from .integrity import case_problem
 from .labelindex import index_labels
 from .layout import RawCase, find_cases
 from .location import Location, nested, normalise
 from .lock import WriterLock
 from .nifti import CanonicalVolume, read_pair
+from .remote import url_to_fs, with_default_options
 from .schema import (
     CASES_GROUP,
     COMPLETE_KEY,
@@ -176,7 +177,7 @@ def _fingerprint_matches(
         fp = files.get(role)
         if not fp or path is None:
             return False
-        fs, local = fsspec.core.url_to_fs(path, **(raw_storage_options or {}))
+        fs, local = url_to_fs(path, raw_storage_options)
         try:
             info = fs.info(local)
         except FileNotFoundError:
@@ -352,8 +353,8 @@ def ingest_case(
     outcome = CaseOutcome(case_id=case.case_id, source=case.source, status="ingested")
     try:
         assert case.image is not None and case.label is not None
-        fs, image_path = fsspec.core.url_to_fs(case.image, **(raw_storage_options or {}))
-        _, label_path = fsspec.core.url_to_fs(case.label, **(raw_storage_options or {}))
+        fs, image_path = url_to_fs(case.image, raw_storage_options)
+        _, label_path = url_to_fs(case.label, raw_storage_options)
         image, label = read_pair(image_path, label_path, case_id=case.case_id, fs=fs)
         loc = Location.resolve(store, storage_options=storage_options)
         outcome.bytes_out = _write_case(
@@ -757,7 +758,7 @@ def _ingest_locked(
                 case.source,
                 "refused",
                 path,
-                f"case {case.case_id!r}: {path}: {problem}",
+                f"case {case.case_id!r}: {printable(path)}: {problem}",
             )
         )
     scan = scan_cases(loc)
@@ -823,7 +824,8 @@ def _write_report(
         report_path = os.fspath(store).rstrip("/\\") + ".ingest-report.json"
     elif not is_url(report_path):
         options = {}
-    with fsspec.open(os.fspath(report_path), "w", encoding="utf-8", **options) as fh:
+    target = os.fspath(report_path)
+    with fsspec.open(target, "w", encoding="utf-8", **with_default_options(target, options)) as fh:
         json.dump(report.to_json(), fh, indent=2)
 
 

@@ -9,22 +9,37 @@ The Hugging Face copy lays the files out as::
 
 from __future__ import annotations
 
+import os
 import posixpath
-from collections import Counter
+import stat
+import unicodedata
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
+from .remote import url_to_fs
 from .schema import SPLIT_SECTIONS, UNASSIGNED
 
-__all__ = ["RawCase", "RawTree", "case_id_from_name", "find_cases", "parse_split_file"]
+__all__ = [
+    "RawCase",
+    "RawTree",
+    "case_id_from_name",
+    "case_id_problem",
+    "find_cases",
+    "normalisation_collisions",
+    "parse_split_file",
+]
 
 VOLUMES_DIR = "rawdata/volumes"
 LABELS_DIR = "rawdata/labels"
 SPLIT_FILE = "metadata/data_split.txt"
 LABEL_SUFFIX = "_seg"
 _EXTENSIONS = (".nii.gz", ".nii")
+#: Ids that are not a case folder's name in a Zarr hierarchy.
+_RESERVED_IDS = {"": "an empty id", ".": "'.'", "..": "'..'", "zarr.json": "'zarr.json'"}
 
 
 @dataclass(frozen=True)
@@ -96,11 +111,70 @@ def parse_split_file(text: str) -> dict[str, str]:
     return splits
 
 
+def case_id_problem(case_id: str) -> str | None:
+    """Why ``case_id`` cannot be a portable path segment of a store, or None when it can.
+
+    Refused: the empty id, ``.``, ``..``, ``zarr.json``, and ids holding ``/``, ``\\``,
+    NUL or another control character (newline, tab, ...) or a line separator.
+    """
+    if case_id in _RESERVED_IDS:
+        return f"{_RESERVED_IDS[case_id]} cannot name a case folder in a store"
+    for char in case_id:
+        if char in "/\\":
+            return f"the case id holds {char!r}, a path separator"
+        if unicodedata.category(char) in ("Cc", "Zl", "Zp"):
+            return (
+                f"the case id holds the control character U+{ord(char):04X} "
+                f"({unicodedata.name(char, repr(char))})"
+            )
+    return None
+
+
+def normalisation_collisions(case_ids: list[str]) -> dict[str, list[str]]:
+    """Map each id that differs from another only in Unicode normalisation to the others.
+
+    Ids equal under NFKC (which covers NFC) would name the same folder on file systems
+    that normalise names (macOS) and look identical to users, so all of them are refused.
+    """
+    groups: defaultdict[str, set[str]] = defaultdict(set)
+    for case_id in case_ids:
+        groups[unicodedata.normalize("NFKC", case_id)].add(case_id)
+    return {
+        case_id: sorted(group - {case_id})
+        for group in groups.values()
+        if len(group) > 1
+        for case_id in group
+    }
+
+
+def _file_kind(fs: fsspec.AbstractFileSystem, path: str, entry: dict[str, Any]) -> str:
+    """``file`` for a regular file (or a symlink to one), else what it is, e.g. ``a FIFO``."""
+    if not isinstance(fs, LocalFileSystem):
+        kind = str(entry.get("type", "file"))
+        return kind if kind == "file" else f"a {kind}"
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks
+    except OSError as err:
+        return f"unreadable ({err.strerror or err})"
+    for test, kind in (
+        (stat.S_ISREG, "file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def _ids_under(fs: fsspec.AbstractFileSystem, folder: str, *, strip: str = "") -> dict:
-    found: dict[tuple[str, str], tuple[str, int]] = {}
+    """``{(source, case_id): (path, size, kind)}`` of the NIfTI names two levels below."""
+    found: dict[tuple[str, str], tuple[str, int, str]] = {}
     if not fs.isdir(folder):
         return found
-    listing = fs.find(folder, detail=True)
+    listing = fs.find(folder, detail=True, withdirs=True)
     for path in sorted(listing):
         rel = posixpath.relpath(path, folder)
         parts = rel.split("/")
@@ -115,10 +189,33 @@ def _ids_under(fs: fsspec.AbstractFileSystem, folder: str, *, strip: str = "") -
                 continue
             case_id = case_id[: -len(strip)]
         key = (source, case_id)
+        kind = _file_kind(fs, path, listing[path])
         # prefer .nii.gz over .nii when both exist
         if key not in found or path.endswith(".nii.gz"):
-            found[key] = (path, int(listing[path].get("size") or 0))
+            found[key] = (path, int(listing[path].get("size") or 0), kind)
     return found
+
+
+def _pair_problem(
+    images: dict,
+    labels: dict,
+    key: tuple[str, str],
+    collisions: dict[str, list[str]],
+) -> str | None:
+    """What is wrong with the case ``key`` before its files are read, or None."""
+    source, case_id = key
+    problem = case_id_problem(case_id)
+    if problem is not None:
+        return f"{problem}; rename the files"
+    if case_id in collisions:
+        return (
+            f"the case id differs from {collisions[case_id]} only in Unicode normalisation; "
+            "rename the files so that every id is distinct after NFKC normalisation"
+        )
+    for found, role in ((images, "image"), (labels, "label")):
+        if key in found and found[key][2] != "file":
+            return f"the {role} {found[key][0]} is not a regular file but {found[key][2]}"
+    return None
 
 
 def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> RawTree:
@@ -129,21 +226,24 @@ def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> Ra
     raw
         Local folder or fsspec URL of the tree's root (the folder holding ``rawdata/``).
     storage_options
-        fsspec options for a URL.
+        fsspec options for a URL (default timeouts: :mod:`ctspine_zarr.remote`).
 
     Returns
     -------
     RawTree
-        Complete pairs in ``cases``; a label without image, an image without label and
-        duplicate case ids across sources in ``problems``; split entries that name no
-        file in ``split_without_files``.
+        Complete pairs in ``cases``; in ``problems``: a label without image, an image
+        without label, duplicate case ids across sources, ids that cannot be a portable
+        path segment (:func:`case_id_problem`) or differ from another only in Unicode
+        normalisation, and files that are not regular files (FIFOs, sockets, devices,
+        directories; symlinks to regular files are fine), which are never opened;
+        split entries that name no file in ``split_without_files``.
 
     Raises
     ------
     FileNotFoundError
         When ``raw`` holds no ``rawdata/volumes`` folder.
     """
-    fs, root = fsspec.core.url_to_fs(str(raw), **(storage_options or {}))
+    fs, root = url_to_fs(str(raw), storage_options)
     root = root.rstrip("/")
     volumes = posixpath.join(root, VOLUMES_DIR)
     if not fs.isdir(volumes):
@@ -160,6 +260,7 @@ def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> Ra
 
     tree = RawTree(root=str(raw), cases=[], has_split_file=has_split)
     per_id = Counter(case_id for _, case_id in images)
+    collisions = normalisation_collisions(sorted({c for _, c in images} | {c for _, c in labels}))
     for key in sorted(set(images) | set(labels), key=lambda k: (k[1], k[0])):
         source, case_id = key
         case = RawCase(
@@ -170,7 +271,10 @@ def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> Ra
             split=splits.get(case_id, UNASSIGNED),
             image_bytes=images[key][1] if key in images else 0,
         )
-        if case.image is None:
+        problem = _pair_problem(images, labels, key, collisions)
+        if problem is not None:
+            tree.problems.append((case, problem))
+        elif case.image is None:
             tree.problems.append((case, "label file without an image file"))
         elif case.label is None:
             tree.problems.append(

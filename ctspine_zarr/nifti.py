@@ -7,8 +7,12 @@ Voxels leave this module in closest-canonical RAS+ orientation (as
 
 from __future__ import annotations
 
-import gzip
 import hashlib
+import io
+import math
+import os
+import re
+import stat
 import zlib
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -16,13 +20,16 @@ from typing import Any, cast
 import fsspec
 import nibabel as nib
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
 from .errors import InvalidCaseError
 
 __all__ = [
+    "MAX_VOLUME_BYTES_ENV",
     "CanonicalVolume",
     "FileFingerprint",
+    "default_max_voxel_bytes",
     "read_pair",
     "read_volume",
     "smallest_exact_dtype",
@@ -115,27 +122,148 @@ def smallest_exact_dtype(values: np.ndarray) -> np.dtype:
     return np.dtype("float64")
 
 
-def _read_bytes(path: str, fs: fsspec.AbstractFileSystem, case_id: str) -> tuple[bytes, Any]:
+def _read_bytes(
+    path: str, fs: fsspec.AbstractFileSystem, case_id: str, cap: int
+) -> tuple[bytes, dict[str, Any]]:
+    """Read a regular file of at most ``cap`` bytes; refuse anything else before opening it."""
+    if isinstance(fs, LocalFileSystem):
+        return _read_local(path, case_id, cap)
+    try:
+        info = fs.info(path)
+    except FileNotFoundError as err:
+        raise InvalidCaseError(case_id, path, "file not found", "check the raw tree") from err
+    if info.get("type", "file") != "file":
+        raise InvalidCaseError(
+            case_id,
+            path,
+            f"not a regular file (a {info.get('type')})",
+            "remove it from the raw tree",
+        )
+    _check_file_size(int(info.get("size") or 0), path, case_id, cap)
     try:
         data = fs.cat_file(path)
-        info = fs.info(path)
     except FileNotFoundError as err:
         raise InvalidCaseError(case_id, path, "file not found", "check the raw tree") from err
     return data, info
 
 
+def _read_local(path: str, case_id: str, cap: int) -> tuple[bytes, dict[str, Any]]:
+    """Read a local regular file (symlinks followed); FIFOs, sockets, devices are refused.
+
+    The file is checked with ``stat`` before it is opened, and opened non-blocking and
+    checked again, so a FIFO swapped in between cannot hang the read.
+    """
+    try:
+        _check_regular(os.stat(path).st_mode, path, case_id)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError as err:
+        raise InvalidCaseError(case_id, path, "file not found", "check the raw tree") from err
+    with open(fd, "rb", closefd=True) as handle:
+        stat_result = os.fstat(fd)
+        _check_regular(stat_result.st_mode, path, case_id)
+        _check_file_size(stat_result.st_size, path, case_id, cap)
+        data = handle.read()
+    info = {"size": len(data), "mtime": stat_result.st_mtime, "type": "file"}
+    return data, info
+
+
+_NOT_REGULAR = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _check_regular(mode: int, path: str, case_id: str) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _NOT_REGULAR if test(mode)), "not a regular file")
+    raise InvalidCaseError(
+        case_id, path, f"not a regular file but {kind}", "remove it from the raw tree"
+    )
+
+
+def _check_file_size(size: int, path: str, case_id: str, cap: int) -> None:
+    if size > cap:
+        raise InvalidCaseError(
+            case_id,
+            path,
+            f"the file is {_bytes(size)}, more than the {_bytes(cap)} memory cap per volume",
+            _RAISE_CAP,
+        )
+
+
+_zlib: Any
 try:  # ISA-L's inflate is about twice as fast as zlib's; both check every member's CRC
-    from isal.igzip import decompress as _decompress
+    from isal import isal_zlib as _zlib
+
+    _INFLATE_ERRORS: tuple[type[Exception], ...] = (zlib.error, cast(type, _zlib.error), OSError)
 except ImportError:  # pragma: no cover - isal is a dependency; keep working without it
-    _decompress = gzip.decompress
+    _zlib = zlib
+    _INFLATE_ERRORS = (zlib.error, OSError)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_WBITS = 31
+#: A deflate stream expands at most 1032:1 (258 bytes per 2 bits of the last code).
+DEFLATE_MAX_RATIO = 1032
 
 
-def _gunzip(data: bytes, path: str, case_id: str) -> bytes:
-    """Decompress every gzip member, so that the CRC and length of each are checked."""
-    if data[:2] != b"\x1f\x8b":
+#: Output block of the counting pass past the kept bytes (decompressed, then discarded).
+_COUNT_BLOCK = 1 << 24
+#: Input fed per call in the counting pass (zlib copies the unconsumed input each call).
+_COUNT_INPUT = 1 << 20
+
+
+def _inflate(data: bytes, keep: int, limit: int, path: str, case_id: str) -> bytes:
+    """Decompress every gzip member, keep the first ``keep`` bytes, count the rest.
+
+    Every member's CRC and length are checked. Past ``keep`` bytes (the header's claim),
+    the stream is decompressed in blocks that are counted and discarded, and refused as
+    soon as it passes ``limit`` bytes: at most ``keep`` + one block is ever held.
+    """
+    parts: list[bytes] = []
+    kept = total = pos = 0
+    view = memoryview(data)
+    while True:
+        inflater = _zlib.decompressobj(wbits=_GZIP_WBITS)
+        while not inflater.eof:
+            keeping = kept < keep
+            # keeping: the whole input in one call, so the kept bytes are one buffer
+            piece = view[pos:] if keeping else view[pos : pos + _COUNT_INPUT]
+            budget = min(keep - kept if keeping else _COUNT_BLOCK, limit - total + 1)
+            chunk = inflater.decompress(piece, budget)
+            pos += len(piece) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
+            total += len(chunk)
+            if keeping:
+                parts.append(chunk)
+                kept += len(chunk)
+            if total > limit:
+                raise InvalidCaseError(
+                    case_id,
+                    path,
+                    f"decompresses to more than the {_bytes(limit)} memory cap per volume",
+                    _RAISE_CAP,
+                )
+            if not chunk and pos >= len(view):
+                break
+        if not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        rest = view[pos:]
+        if not rest or not any(rest):  # trailing zeros: padding, as gzip.decompress allows
+            break
+        if bytes(rest[:2]) != _GZIP_MAGIC:
+            raise zlib.error(f"{len(rest)} bytes of trailing garbage after the last member")
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _gunzip(data: bytes, path: str, case_id: str, keep: int, limit: int) -> bytes:
+    """The first ``keep`` decompressed bytes of a file of at most ``limit`` (plain: as is)."""
+    if data[:2] != _GZIP_MAGIC:
         return data
     try:
-        return _decompress(data)
+        return _inflate(data, keep, limit, path, case_id)
     except EOFError as err:
         raise InvalidCaseError(
             case_id,
@@ -143,10 +271,185 @@ def _gunzip(data: bytes, path: str, case_id: str) -> bytes:
             f"truncated gzip stream ({len(data)} bytes on disk): {err}",
             "download the file again",
         ) from err
-    except (gzip.BadGzipFile, zlib.error, OSError) as err:
+    except _INFLATE_ERRORS as err:
         raise InvalidCaseError(
             case_id, path, f"corrupt gzip stream: {err}", "download the file again"
         ) from err
+
+
+def _head(data: bytes, size: int) -> bytes:
+    """The first ``size`` decompressed bytes of a gzip file (``data`` itself if plain)."""
+    if data[:2] != _GZIP_MAGIC:
+        return data[:size]
+    out = b""
+    pos = 0
+    view = memoryview(data)
+    try:
+        while len(out) < size and bytes(view[pos : pos + 2]) == _GZIP_MAGIC:
+            inflater = _zlib.decompressobj(wbits=_GZIP_WBITS)
+            step = 1 << 12
+            while len(out) < size and not inflater.eof and pos < len(view):
+                piece = view[pos : pos + step]  # a little input: the header is at the start
+                out += inflater.decompress(piece, size - len(out))
+                pos += len(piece) - len(inflater.unconsumed_tail) - len(inflater.unused_data)
+                step *= 2
+            if not inflater.eof:
+                break
+    except _INFLATE_ERRORS:
+        pass  # the full decompression names the damage
+    return out
+
+
+#: Environment variable that sets the default memory cap per volume, in bytes.
+MAX_VOLUME_BYTES_ENV = "CTSPINE_MAX_VOLUME_BYTES"
+_RAISE_CAP = (
+    f"raise max_voxel_bytes or the environment variable {MAX_VOLUME_BYTES_ENV} if it is genuine"
+)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def default_max_voxel_bytes() -> int:
+    """The memory cap per volume: ``$CTSPINE_MAX_VOLUME_BYTES``, else min(16 GiB, RAM / 4).
+
+    The cap bounds the decompressed size of one NIfTI file (header and voxels), and so
+    the memory one read may allocate. The variable takes a byte count, optionally with a
+    binary unit: ``8589934592``, ``8G``, ``8GiB``, ``512MiB``.
+
+    Raises
+    ------
+    ValueError
+        When the variable is set to something else.
+    """
+    text = os.environ.get(MAX_VOLUME_BYTES_ENV, "").strip()
+    if text:
+        match = re.fullmatch(r"(\d+)\s*([KMGT]?)(?:i?B)?", text, flags=re.IGNORECASE)
+        if match is None or int(match.group(1)) <= 0:
+            raise ValueError(
+                f"{MAX_VOLUME_BYTES_ENV}={text!r} is not a positive byte count "
+                "such as 8589934592, 8G or 512MiB"
+            )
+        return int(match.group(1)) * _UNITS[match.group(2).upper()]
+    return min(16 << 30, _physical_memory() // 4)
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):  # pragma: no cover - not POSIX
+        return 64 << 30
+
+
+def _bytes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if value < 1024 or unit == "PiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover - the loop always returns
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """What a header says the file holds: shape, voxel type and where the voxels start."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    offset: int
+
+    @property
+    def voxel_bytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def describe(self) -> str:
+        shape = "x".join(str(n) for n in self.shape)
+        return f"{shape} {self.dtype.name} = {_bytes(self.voxel_bytes)} of voxels"
+
+
+def _header_claim(head: bytes, path: str, case_id: str) -> _Claim:
+    """Parse the header's dims, voxel type and offset, refusing impossible ones by name."""
+    if len(head) < 348:
+        raise InvalidCaseError(
+            case_id,
+            path,
+            f"only {len(head)} bytes, shorter than a NIfTI header",
+            "download the file again",
+        )
+    klass = _header_class(head, path, case_id)
+    try:
+        header = klass.from_fileobj(io.BytesIO(head), check=False)
+    except Exception as err:  # nibabel raises many kinds for a bad header
+        raise InvalidCaseError(case_id, path, f"unreadable NIfTI header: {err}") from err
+    dim = [int(v) for v in header["dim"]]
+    if not 1 <= dim[0] <= 7:
+        raise InvalidCaseError(
+            case_id, path, f"dim[0] = {dim[0]}: the number of axes must be 1..7", "fix the header"
+        )
+    for axis in range(1, dim[0] + 1):
+        if dim[axis] < 1:
+            raise InvalidCaseError(
+                case_id,
+                path,
+                f"dim[{axis}] = {dim[axis]}: every axis needs at least one voxel",
+                "fix the header",
+            )
+    try:
+        dtype = header.get_data_dtype()
+    except Exception as err:
+        raise InvalidCaseError(
+            case_id, path, f"unknown voxel type (datatype code {int(header['datatype'])})"
+        ) from err
+    offset = max(int(header.get_data_offset()), header.sizeof_hdr)
+    return _Claim(tuple(dim[1 : dim[0] + 1]), dtype, offset)
+
+
+def _header_class(head: bytes, path: str, case_id: str) -> type[nib.Nifti1Header]:
+    sizes = {int.from_bytes(head[:4], "little"), int.from_bytes(head[:4], "big")}
+    if 348 in sizes:
+        return nib.Nifti1Header
+    if 540 in sizes:
+        return nib.Nifti2Header
+    raise InvalidCaseError(
+        case_id,
+        path,
+        "not a NIfTI-1 or NIfTI-2 file (sizeof_hdr is neither 348 nor 540)",
+        "convert it to NIfTI",
+    )
+
+
+def _check_claim(claim: _Claim, data: bytes, path: str, case_id: str, cap: int) -> None:
+    """Refuse a header whose voxels pass the cap or cannot fit in the file, before reading."""
+    need = claim.offset + claim.voxel_bytes
+    if need > cap:
+        raise InvalidCaseError(
+            case_id,
+            path,
+            f"the header claims {claim.describe()}, more than the {_bytes(cap)} memory cap "
+            "per volume",
+            _RAISE_CAP,
+        )
+    gzipped = data[:2] == _GZIP_MAGIC
+    most = len(data) * DEFLATE_MAX_RATIO if gzipped else len(data)
+    if need > most:
+        what = f"{_bytes(len(data))} of gzip can hold at most" if gzipped else "the file holds"
+        raise InvalidCaseError(
+            case_id,
+            path,
+            f"the header claims {claim.describe()} from byte {claim.offset}, but "
+            f"{what} {_bytes(most)}",
+            "the header is wrong or the file is truncated; download it again",
+        )
+
+
+def _check_length(claim: _Claim, raw: bytes, path: str, case_id: str) -> None:
+    need = claim.offset + claim.voxel_bytes
+    if len(raw) < need:
+        raise InvalidCaseError(
+            case_id,
+            path,
+            f"the header claims {claim.describe()} from byte {claim.offset}, but the "
+            f"decompressed file holds only {len(raw)} bytes ({need - len(raw)} missing)",
+            "the header is wrong or the file is truncated; download it again",
+        )
 
 
 def _image_from_bytes(raw: bytes, path: str, case_id: str) -> nib.Nifti1Image:
@@ -157,19 +460,11 @@ def _image_from_bytes(raw: bytes, path: str, case_id: str) -> nib.Nifti1Image:
             f"only {len(raw)} bytes, shorter than a NIfTI header",
             "download the file again",
         )
-    sizes = {int.from_bytes(raw[:4], "little"), int.from_bytes(raw[:4], "big")}
-    klass: type[nib.Nifti1Image]
-    if 348 in sizes:
-        klass = nib.Nifti1Image
-    elif 540 in sizes:
-        klass = nib.Nifti2Image
-    else:
-        raise InvalidCaseError(
-            case_id,
-            path,
-            "not a NIfTI-1 or NIfTI-2 file (sizeof_hdr is neither 348 nor 540)",
-            "convert it to NIfTI",
-        )
+    klass: type[nib.Nifti1Image] = (
+        nib.Nifti2Image
+        if _header_class(raw, path, case_id) is nib.Nifti2Header
+        else nib.Nifti1Image
+    )
     try:
         img = klass.from_bytes(raw)
     except Exception as err:  # nibabel raises many kinds for a bad header
@@ -286,6 +581,7 @@ def read_volume(
     case_id: str,
     fs: fsspec.AbstractFileSystem | None = None,
     label: bool = False,
+    max_voxel_bytes: int | None = None,
 ) -> CanonicalVolume:
     """Read one NIfTI file in full, check it, and reorient it to canonical ``[z, y, x]``.
 
@@ -299,6 +595,10 @@ def read_volume(
         fsspec filesystem to read from.
     label
         Whether the file is a label map (stored as uint8) rather than an image.
+    max_voxel_bytes
+        Memory cap: the most bytes the file may hold once decompressed (header included).
+        Default: :func:`default_max_voxel_bytes` (``$CTSPINE_MAX_VOLUME_BYTES``, else
+        min(16 GiB, RAM / 4)).
 
     Returns
     -------
@@ -307,18 +607,24 @@ def read_volume(
     Raises
     ------
     InvalidCaseError
-        When the file is unreadable, corrupt, 4D, or its values cannot be stored exactly.
+        When the file is not a regular file, unreadable, corrupt, 4D, larger than the cap,
+        its header claims more voxels than it holds, or its values cannot be stored exactly.
+        Size claims are checked before any voxel is allocated.
     """
     fs = fs or fsspec.filesystem("file")
-    data, info = _read_bytes(path, fs, case_id)
+    cap = default_max_voxel_bytes() if max_voxel_bytes is None else int(max_voxel_bytes)
+    data, info = _read_bytes(path, fs, case_id, cap)
+    claim = _header_claim(_head(data, 540), path, case_id)
+    _check_claim(claim, data, path, case_id, cap)
     fingerprint = FileFingerprint(
         path=path,
         size=len(data),
         mtime=_mtime(info),
         sha256=hashlib.sha256(data).hexdigest(),
     )
-    raw = _gunzip(data, path, case_id)
+    raw = _gunzip(data, path, case_id, claim.offset + claim.voxel_bytes, cap)
     del data
+    _check_length(claim, raw, path, case_id)
     img = _image_from_bytes(raw, path, case_id)
     notes = _check_geometry(img, raw, path, case_id)
     values = _voxel_values(img, raw, path, case_id)
@@ -420,6 +726,7 @@ def read_pair(
     *,
     case_id: str,
     fs: fsspec.AbstractFileSystem | None = None,
+    max_voxel_bytes: int | None = None,
 ) -> tuple[CanonicalVolume, CanonicalVolume]:
     """Read and validate an image and its label map.
 
@@ -431,6 +738,8 @@ def read_pair(
         The case, for error messages.
     fs
         fsspec filesystem to read from (local by default).
+    max_voxel_bytes
+        Memory cap per file, as in :func:`read_volume`.
 
     Returns
     -------
@@ -442,8 +751,10 @@ def read_pair(
     InvalidCaseError
         When either file is bad or the two do not match in shape or affine.
     """
-    image = read_volume(image_path, case_id=case_id, fs=fs)
-    label = read_volume(label_path, case_id=case_id, fs=fs, label=True)
+    image = read_volume(image_path, case_id=case_id, fs=fs, max_voxel_bytes=max_voxel_bytes)
+    label = read_volume(
+        label_path, case_id=case_id, fs=fs, label=True, max_voxel_bytes=max_voxel_bytes
+    )
     if image.source_shape[:3] != label.source_shape[:3]:
         raise InvalidCaseError(
             case_id,

@@ -20,6 +20,7 @@ import zarr.storage
 from zarr.abc.store import Store
 
 from .errors import CaseNotFoundError, DamagedStoreError, StoreError
+from .remote import url_store
 from .schema import (
     AXIS_DIM,
     CASE_DIM,
@@ -63,14 +64,16 @@ def to_store(
     storage_options: dict[str, Any] | None = None,
     read_only: bool = True,
 ) -> Store:
-    """Return a zarr store for a local path, an fsspec URL or an existing store."""
+    """Return a zarr store for a local path, an fsspec URL or an existing store.
+
+    URL stores get default timeouts and bounded retries, and exact keys over HTTP
+    (see :mod:`ctspine_zarr.remote`).
+    """
     if isinstance(location, Store):
         return location
     text = str(location)
     if is_url(text):
-        return zarr.storage.FsspecStore.from_url(
-            text, storage_options=storage_options or {}, read_only=read_only
-        )
+        return url_store(text, storage_options=storage_options, read_only=read_only)
     if text.startswith("file://"):
         text = text[len("file://") :]
     return zarr.storage.LocalStore(Path(text), read_only=read_only)

@@ -20,7 +20,6 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
-import fsspec
 import numpy as np
 import zarr
 from zarr.abc.store import Store
@@ -34,6 +33,7 @@ from .labelindex import index_labels
 from .layout import RawCase, find_cases
 from .location import Location
 from .nifti import CanonicalVolume, read_pair
+from .remote import url_to_fs
 from .schema import (
     CASE_DIM,
     CASES_GROUP,
@@ -689,8 +689,8 @@ def _compare_case(
     case_id = case.case_id
     try:
         assert case.image is not None and case.label is not None
-        fs, image_path = fsspec.core.url_to_fs(case.image, **options)
-        _, label_path = fsspec.core.url_to_fs(case.label, **options)
+        fs, image_path = url_to_fs(case.image, options)
+        _, label_path = url_to_fs(case.label, options)
         image, label = read_pair(image_path, label_path, case_id=case_id, fs=fs)
     except InvalidCaseError as err:
         report.add(case_id, None, None, f"source no longer ingests: {err}", "source")
