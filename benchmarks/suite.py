@@ -32,7 +32,7 @@ the ``conversion`` section does not run):
                 ``benchmarks.stats``;
 ``realct``      pydicom-data's two real 512x512 CT slices written as one-slice NIfTI pairs,
                 ingested with the default codec: store image bytes / ``.nii.gz`` bytes;
-``scale``       1,005 tiny cases named as in ``../shared/data/data_split.txt``: ingest, open
+``scale``       1,005 tiny cases named as in the official ``data_split.txt``: ingest, open
                 time (in-process and in a fresh interpreter) and ``case_ids(split="train")``.
 
 The report ends with the goals of the issue, each measured value and PASS / MISS: goals are
@@ -103,7 +103,6 @@ from ctspine_zarr.schema import IMAGE_CODEC_CHOICES
 
 REPO = Path(__file__).resolve().parents[1]
 #: The real CTSpine1K split file, beside the repository.
-SPLIT_FILE = Path(__file__).resolve().parents[2] / "shared/data/data_split.txt"
 PACKAGES = (
     *DEFAULT_PACKAGES,
     "torch",
@@ -1691,15 +1690,11 @@ def section_scale(ws: Workspace, sec: Section) -> None:
     """1,005 tiny cases named as in the real split file: ingest, open, case_ids."""
     import xarray as xr
 
-    from ctspine_zarr.layout import parse_split_file
+    from ctspine_zarr.layout import official_split_file, parse_split_file
     from ctspine_zarr.store import forget
 
     cfg = ws.cfg
-    if not SPLIT_FILE.is_file():
-        sec.lines.append(f"SKIPPED: {SPLIT_FILE} is missing.")
-        sec.data = {"skipped": f"{SPLIT_FILE} missing"}
-        return
-    text = SPLIT_FILE.read_text(encoding="utf-8-sig")
+    text = official_split_file().decode("utf-8-sig")
     splits = parse_split_file(text)
     ids = list(splits)
     if cfg.scale_cases is not None and cfg.scale_cases < len(ids):
@@ -1784,7 +1779,7 @@ def section_scale(ws: Workspace, sec: Section) -> None:
     ]
     sec.lines += [
         f"{len(ids)} tiny cases ({nz}x{ny}x{nx}, int16 noise, one labelled box) named and "
-        f"split as in `{SPLIT_FILE.name}` from `../shared/data` (the file itself is the tree's "
+        "split as in the official `data_split.txt` shipped with the package (it is the tree's "
         f"split file); {n_cases} cases in the catalogue. Fresh-interpreter rows: median of "
         f"{cfg.open_repeats} subprocesses.",
         "",

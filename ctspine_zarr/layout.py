@@ -30,6 +30,7 @@ __all__ = [
     "case_id_problem",
     "find_cases",
     "normalisation_collisions",
+    "official_split_file",
     "parse_split_file",
 ]
 
@@ -76,6 +77,16 @@ def case_id_from_name(name: str) -> str | None:
         if name.endswith(ext) and len(name) > len(ext):
             return name[: -len(ext)]
     return None
+
+
+def official_split_file() -> bytes:
+    """The official CTSpine1K ``data_split.txt``, shipped with the package (CRLF kept).
+
+    See ``ctspine_zarr/data/README.md`` for its provenance.
+    """
+    from importlib.resources import files
+
+    return (files("ctspine_zarr") / "data" / "data_split.txt").read_bytes()
 
 
 def parse_split_file(text: str) -> dict[str, str]:

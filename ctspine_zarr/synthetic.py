@@ -22,6 +22,7 @@ because nibabel writes gzip members with ``mtime = 0`` and no file name.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pathlib
@@ -1059,28 +1060,51 @@ _SPLIT_CYCLE: Final = (
 )
 
 
-def _new_case_id(rng: np.random.Generator, source: str, nth: int, used: set[str]) -> str:
-    """A realistic, unused case id for ``source``; ``nth`` counts earlier ids of the source."""
-    for _ in range(10_000):
-        if source == "COLONOG":
-            if nth % 2 == 0:
-                cid = f"1.3.6.1.4.1.9328.50.4.{int(rng.integers(1, 10_000)):04d}"
-            else:
-                cid = f"CTC-{int(rng.integers(1_000_000, 10_000_000))}"
-        elif source == "HNSCC-3DCT-RT":
-            cid = f"HN_P{int(rng.integers(1, 1000)):03d}"
-        elif source == "MSD-T10":
-            cid = f"liver_{int(rng.integers(0, 1000))}"
-        else:
-            num = int(rng.integers(1, 10_000))
-            if nth % 3 == 2:
-                cid = f"volume-covid19-A-{num:04d}_{int(rng.integers(0, 3))}_ct"
-            else:
-                cid = f"volume-covid19-A-{num:04d}_ct"
-        if cid not in used:
-            used.add(cid)
-            return cid
-    raise RuntimeError(f"could not draw a new case id for {source}")
+def _source_of(name: str) -> str | None:
+    """The source folder of an official case name, by its form."""
+    if name.startswith(("1.3.6.1.4.1.9328.50.4.", "CTC-")):
+        return "COLONOG"
+    if name.startswith("HN_P"):
+        return "HNSCC-3DCT-RT"
+    if name.startswith("liver_"):
+        return "MSD-T10"
+    if name.startswith("volume-covid19-"):
+        return "COVID-19"
+    return None
+
+
+@functools.cache
+def official_names() -> dict[tuple[str, str], tuple[str, ...]]:
+    """``{(section, source): names}`` of the official split file the package ships."""
+    from .layout import case_id_from_name, official_split_file
+
+    names: dict[tuple[str, str], list[str]] = {}
+    section = ""
+    for line in official_split_file().decode("utf-8-sig").splitlines():
+        entry = line.strip()
+        if entry.endswith(":"):
+            section = entry[:-1]
+        elif entry:
+            case_id = case_id_from_name(entry) or entry
+            source = _source_of(case_id)
+            if source is not None:
+                names.setdefault((section, source), []).append(case_id)
+    return {key: tuple(value) for key, value in names.items()}
+
+
+def _new_case_id(rng: np.random.Generator, source: str, section: str, used: set[str]) -> str:
+    """An unused real CTSpine1K name of ``source`` that the official file lists in ``section``.
+
+    A case in no section takes a name of any section (the tree's split file leaves it out).
+    """
+    sections = [section] if section else list(_SPLIT_FILE_SECTIONS)
+    pool = [n for s in sections for n in official_names().get((s, source), ())]
+    free = [n for n in pool if n not in used]
+    if not free:
+        raise RuntimeError(f"no unused official {source} name left in {sections}")
+    cid = free[int(rng.integers(len(free)))]
+    used.add(cid)
+    return cid
 
 
 def _case_window(
@@ -1171,17 +1195,15 @@ def make_raw_tree(
     root = pathlib.Path(root)
     rng = np.random.default_rng(seed)
     used: set[str] = set()
-    per_source = dict.fromkeys(SOURCES, 0)
     cases: list[SyntheticCase] = []
     for i in range(n_cases):
         source = SOURCES[i % len(SOURCES)]
-        case_id = _new_case_id(rng, source, per_source[source], used)
-        per_source[source] += 1
         variant = VARIANTS[i % len(VARIANTS)]
         if n_cases >= 5 and i == n_cases - 1:
             split = _NO_SECTION
         else:
             split = _SPLIT_CYCLE[i % len(_SPLIT_CYCLE)]
+        case_id = _new_case_id(rng, source, split, used)
         nz = int(rng.integers(lo, hi + 1))
         fits = [mm for mm in _SLICE_MM[source] if nz * mm <= _MAX_EXTENT_MM[source]]
         sz = float(rng.choice(fits)) if fits else min(_SLICE_MM[source])
@@ -1222,7 +1244,7 @@ def make_raw_tree(
             if case.split:
                 sections[case.split].append(case.image_path.name)
         dangling_source = SOURCES[n_cases % len(SOURCES)]
-        dangling = _new_case_id(rng, dangling_source, per_source[dangling_source], used)
+        dangling = _new_case_id(rng, dangling_source, "trainset", used)
         train = sections["trainset"]
         train.insert(len(train) // 2, _nifti_name(dangling, gz))
         write_split_file(root / "metadata" / "data_split.txt", sections)

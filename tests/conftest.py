@@ -11,10 +11,8 @@ import zarr.storage
 from zarr.storage import WrapperStore
 
 import ctspine_zarr
+from ctspine_zarr.layout import official_split_file
 from ctspine_zarr.synthetic import SyntheticCase, make_raw_tree
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED_SPLIT_FILE = REPO.parent / "shared" / "data" / "data_split.txt"
 
 
 @pytest.fixture(scope="session")
@@ -35,13 +33,11 @@ def store(raw_tree: tuple[Path, list[SyntheticCase]], tmp_path_factory: pytest.T
 
 
 @pytest.fixture(scope="session")
-def shared_split_file() -> Path:
-    """The real CTSpine1K ``data_split.txt`` from ``../shared`` (required in CI)."""
-    if not SHARED_SPLIT_FILE.is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SHARED_SPLIT_FILE} is missing; CI must provide ../shared")
-        pytest.skip(f"{SHARED_SPLIT_FILE} not present on this machine")
-    return SHARED_SPLIT_FILE
+def shared_split_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real CTSpine1K ``data_split.txt``, as the package ships it, in a file."""
+    path = tmp_path_factory.mktemp("split") / "data_split.txt"
+    path.write_bytes(official_split_file())
+    return path
 
 
 class CountingStore(WrapperStore):

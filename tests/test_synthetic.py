@@ -17,7 +17,7 @@ SHAPE = (64, 64)
 N_SLICES = (20, 40)
 
 ID_PATTERNS = {
-    "COLONOG": re.compile(r"^(1\.3\.6\.1\.4\.1\.9328\.50\.4\.\d{4}|CTC-\d{7})$"),
+    "COLONOG": re.compile(r"^(1\.3\.6\.1\.4\.1\.9328\.50\.4\.\d{4}|CTC-\d+)$"),
     "HNSCC-3DCT-RT": re.compile(r"^HN_P\d{3}$"),
     "MSD-T10": re.compile(r"^liver_\d+$"),
     "COVID-19": re.compile(r"^volume-covid19-A-\d{4}(_\d)?_ct$"),
@@ -365,3 +365,14 @@ def test_invalid_arguments(tmp_path):
         )
     with pytest.raises(ValueError, match="n_slices"):
         synthetic.make_raw_tree(tmp_path, n_slices=(10, 5))
+
+
+def test_case_names_are_official_names_in_their_own_section(tree) -> None:
+    from ctspine_zarr.layout import official_split_file, parse_split_file
+
+    official = parse_split_file(official_split_file().decode())
+    for case in tree[1]:
+        assert case.case_id in official
+        if case.split:
+            expected = {"trainset": "train", "test_public": "validation"}
+            assert official[case.case_id] == expected.get(case.split, "test")
