@@ -12,7 +12,8 @@ side by side, each in a fresh subprocess:
    scheduler (2 threads), without the nnU-Net sampled fingerprint (the same work as 1.), and
    with it (the default);
 3. ``stats, LocalCluster``: the same on a 2-worker ``distributed.LocalCluster`` (processes,
-   one thread each, as ``workers=2`` starts it), cluster start-up included and shown apart;
+   one thread each, as ``scheduler="distributed", workers=2`` starts it), cluster start-up
+   included and shown apart;
 4. the same statistics on a dataset 4x larger (each case ingested 4 times under new ids), for
    the memory bound.
 
@@ -77,7 +78,7 @@ def nibabel_tables(raw: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     """Serially compute the per-vertebra and per-case tables from the ``.nii.gz`` files."""
     import nibabel as nib
 
-    from ctspine_zarr.stats import ANATOMICAL_ORDER
+    from ctspine_zarr.vertebrae import ANATOMICAL_ORDER
 
     rank = {v: i for i, v in enumerate(ANATOMICAL_ORDER)}
     vertebrae: list[dict[str, Any]] = []
@@ -164,7 +165,7 @@ def _child(kind: str, path: str, out: str) -> int:
                 progress=False,
                 fingerprint_samples=fingerprint_samples,
             )
-        else:  # what workers=2 does, with the cluster start-up timed on its own
+        else:  # what scheduler="distributed", workers=2 does, with its start-up timed apart
             from distributed import Client, LocalCluster
 
             with (

@@ -11,7 +11,7 @@ from . import accessor as _accessor  # noqa: E402,F401  (registers ds.ctspine)
 from .errors import CaseNotFoundError, CTSpineError, InvalidCaseError, StoreError  # noqa: E402
 from .export import to_nifti  # noqa: E402
 from .ingest import IngestReport, ingest  # noqa: E402
-from .store import open  # noqa: E402,A004
+from .store import open, open_catalogue  # noqa: E402,A004
 from .verify import VerifyReport, verify  # noqa: E402
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "__version__",
     "ingest",
     "open",
+    "open_catalogue",
     "to_nifti",
     "verify",
 ]

@@ -117,7 +117,7 @@ class CTSpineAccessor:
         )
         return _plane_dataset(volume, z, image[0], label[0])
 
-    def to_nifti(self, case: str, path: str | os.PathLike, label: bool = False) -> Path:
+    def to_nifti(self, case: str, path: str | os.PathLike, *, label: bool = False) -> Path:
         """Write one case back to NIfTI in its original orientation, with its original header.
 
         Parameters

@@ -31,11 +31,10 @@ from .schema import (
     INTERNAL_DIR,
     SPLITS,
     VERTEBRA_DIM,
-    VERTEBRA_LABELS,
-    VERTEBRA_NAMES,
     VOLUME_DIMS,
 )
 from .store import refresh_listings
+from .vertebrae import VERTEBRA_LABELS, VERTEBRA_NAMES
 
 __all__ = [
     "CaseScan",

@@ -49,9 +49,9 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from .info import describe
-    from .store import open as open_store
+    from .store import open_catalogue
 
-    ds = open_store(args.store, storage_options=_storage_options(args.storage_options))
+    ds = open_catalogue(args.store, storage_options=_storage_options(args.storage_options))
     print(describe(ds, location=args.store))
     return 0
 
@@ -131,7 +131,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .info import describe
     from .ingest import ingest
-    from .store import open as open_store
+    from .store import open_catalogue
     from .synthetic import make_raw_tree
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ctspine-demo-"))
@@ -142,7 +142,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     report = ingest(raw, store, workers=args.workers, progress=not args.quiet)
     print(report.summary())
     print("3/3 the catalogue")
-    print(describe(open_store(store), location=str(store)))
+    print(describe(open_catalogue(store), location=str(store)))
     print(f"\nopen it with:  xr.open_zarr({str(store)!r}).ctspine")
     return 0 if report.ok else 1
 

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .schema import CASE_DIM, VERTEBRA_NAMES
+from .schema import CASE_DIM
+from .vertebrae import VERTEBRA_NAMES
 
 __all__ = ["describe"]
 

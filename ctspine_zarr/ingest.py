@@ -21,7 +21,7 @@ import os
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -45,6 +45,7 @@ from .layout import RawCase, find_cases
 from .location import Location, nested, normalise
 from .lock import WriterLock
 from .nifti import CanonicalVolume, read_pair
+from .parallel import check_scheduler, check_workers, is_local, progress_bar, run_tasks
 from .remote import url_to_fs, with_default_options
 from .schema import (
     CASES_GROUP,
@@ -521,87 +522,17 @@ def _remove_internal_dir(loc: Location) -> None:
             pass  # not empty: another ingest's lock, or not there
 
 
-LOCAL_SCHEDULERS = ("processes", "threads", "sync")
-
-
 def _encode_threads(scheduler: Any, workers: int, n_cases: int) -> int:
     """Encoding threads per process: ``workers`` shared in one process (threads, sync).
 
     A process pool splits ``workers`` over the cases running at once; a cluster's workers
     keep to their own threads.
     """
-    if scheduler in ("threads", "sync") or (scheduler in LOCAL_SCHEDULERS and workers == 1):
+    if scheduler in ("threads", "sync") or (is_local(scheduler) and workers == 1):
         return workers
     if scheduler == "processes":
         return max(1, workers // max(1, min(workers, n_cases)))
     return 1
-
-
-def _run_local(
-    cases: Sequence[RawCase],
-    location: Any,
-    options: dict[str, Any],
-    *,
-    scheduler: str,
-    workers: int,
-    on_done: Callable[[], None],
-) -> list[CaseOutcome]:
-    """Ingest cases on a local dask scheduler, calling ``on_done`` per finished case."""
-    from dask.callbacks import Callback
-
-    ingest_one = dask.delayed(ingest_case, pure=False)
-    # dask's local schedulers start independent tasks from the highest key down: number the
-    # cases so that they start in the given order (largest first)
-    n = len(cases)
-    tasks = [
-        ingest_one(case, location, **options, dask_key_name=f"ingest-{n - i:07d}-{case.case_id}")
-        for i, case in enumerate(cases)
-    ]
-    keys = {t.key for t in tasks}
-
-    class _Progress(Callback):
-        def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-            if key in keys:
-                on_done()
-
-    with _Progress():
-        if scheduler == "sync" or workers == 1:
-            results = dask.compute(*tasks, scheduler="sync")
-        else:
-            # chunksize=1: dask's process pool would otherwise hand out cases six at a time
-            results = dask.compute(*tasks, scheduler=scheduler, num_workers=workers, chunksize=1)
-    return list(results)
-
-
-def _run_distributed(
-    cases: Sequence[RawCase],
-    location: Any,
-    options: dict[str, Any],
-    scheduler: Any,
-    *,
-    on_done: Callable[[], None],
-) -> list[CaseOutcome]:
-    """Ingest cases on a dask.distributed cluster (a Client or a scheduler address)."""
-    from distributed import Client, as_completed
-
-    client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-    try:
-        futures = client.map(
-            ingest_case,
-            list(cases),
-            store=location,
-            key=[f"ingest-{i:07d}-{case.case_id}" for i, case in enumerate(cases)],
-            pure=False,
-            **options,
-        )
-        outcomes = []
-        for future in as_completed(futures):
-            outcomes.append(future.result())
-            on_done()
-        return outcomes
-    finally:
-        if client is not scheduler:
-            client.close()
 
 
 def ingest(
@@ -617,7 +548,7 @@ def ingest(
     raw_storage_options: dict[str, Any] | None = None,
     codec: str = "default",
     slices_per_shard: int = SLICES_PER_SHARD,
-    progress: bool = True,
+    progress: bool = False,
     report_path: str | os.PathLike | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> IngestReport:
@@ -639,9 +570,10 @@ def ingest(
     scheduler
         ``"threads"`` (default), ``"processes"`` or ``"sync"`` for a local dask scheduler
         (threads measured faster: zarr's codecs and ISA-L release the GIL, and processes
-        pay a start-up and import per worker);
-        a scheduler address (``"tcp://host:8786"``) or a ``distributed.Client`` to run the
-        cases on an existing cluster (every worker must reach RAW and STORE).
+        pay a start-up and import per worker); ``"distributed"`` for a new
+        ``distributed.LocalCluster`` of ``workers`` processes; a scheduler address
+        (``"tcp://host:8786"``) or a ``distributed.Client`` to run the cases on an existing
+        cluster (every worker must reach RAW and STORE). See :mod:`ctspine_zarr.parallel`.
     overwrite
         Rewrite every case of the raw tree, and drop the store's cases the tree does not
         hold. Only a ctspine store (or an empty location) is ever overwritten, case by
@@ -659,7 +591,7 @@ def ingest(
     slices_per_shard
         Axial slices per shard.
     progress
-        Show a progress bar.
+        Show a progress bar on stderr (the command line does; the library is quiet).
     report_path
         Where to write the JSON report (default: ``<store>.ingest-report.json``, also for a
         URL store).
@@ -680,6 +612,7 @@ def ingest(
         When ``raw`` is not a raw tree.
     """
     started = time.perf_counter()
+    workers, scheduler = check_workers(workers), check_scheduler(scheduler)
     tree = find_cases(str(raw), storage_options=raw_storage_options)
     loc = Location.resolve(store, storage_options=storage_options)
     _refuse_nesting(raw, loc, raw_storage_options)
@@ -697,7 +630,7 @@ def ingest(
             tree,
             report,
             document,
-            workers=workers or os.cpu_count() or 1,
+            workers=workers,
             scheduler=scheduler,
             overwrite=overwrite,
             repair=repair,
@@ -785,16 +718,19 @@ def _ingest_locked(
 
     # largest first: the workers then run out of cases at about the same time
     todo.sort(key=lambda c: -c.image_bytes)
-    bar = _progress_bar(len(todo), enabled=progress)
+    bar = progress_bar(len(todo), desc="ingest", enabled=progress)
     location = store if isinstance(store, Store) or is_url(store) else os.fspath(store)
     options = {**options, "encode_threads": _encode_threads(scheduler, workers, len(todo))}
+    ingest_one = dask.delayed(ingest_case, pure=False)
+    # dask's local schedulers start independent tasks from the highest key down: number the
+    # cases so that they start in the given order (largest first)
+    n = len(todo)
+    tasks = [
+        ingest_one(case, location, **options, dask_key_name=f"ingest-{n - i:07d}-{case.case_id}")
+        for i, case in enumerate(todo)
+    ]
     try:
-        if scheduler in LOCAL_SCHEDULERS:
-            outcomes = _run_local(
-                todo, location, options, scheduler=scheduler, workers=workers, on_done=bar.update
-            )
-        else:
-            outcomes = _run_distributed(todo, location, options, scheduler, on_done=bar.update)
+        outcomes = run_tasks(tasks, scheduler=scheduler, workers=workers, on_done=bar.update)
         report.outcomes.extend(outcomes)
     finally:
         bar.close()
@@ -827,19 +763,3 @@ def _write_report(
     target = os.fspath(report_path)
     with fsspec.open(target, "w", encoding="utf-8", **with_default_options(target, options)) as fh:
         json.dump(report.to_json(), fh, indent=2)
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        """Do nothing."""
-
-    def close(self) -> None:
-        """Do nothing."""
-
-
-def _progress_bar(total: int, *, enabled: bool) -> Any:
-    if not enabled or total == 0:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="case", desc="ingest", dynamic_ncols=True)

@@ -2,7 +2,7 @@
 
 Figures are built with :class:`matplotlib.figure.Figure` directly (no ``pyplot``, no global
 backend switch), so this works headless and from worker threads. Every picture colours a
-vertebra with :func:`vertebra_colours`, one colour per VerSe label, by region.
+vertebra with its colour of :data:`ctspine_zarr.vertebrae.VERTEBRA_COLOURS`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from .schema import ANATOMICAL_ORDER, L6_LABEL, T13_LABEL, VERTEBRA_NAMES
+from .vertebrae import (
+    ANATOMICAL_ORDER,
+    T13_LABEL,
+    vertebra_colours,
+    vertebra_name,
+)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,7 +31,6 @@ __all__ = [
     "plot_hu_histograms",
     "plot_vertebrae_per_case",
     "plot_volume_by_level",
-    "vertebra_colours",
     "write_stats_plots",
 ]
 
@@ -41,36 +45,6 @@ _SPLIT_COLOURS: Final = {
     "test": "#2ca02c",
     "unassigned": "#7f7f7f",
 }
-
-
-def vertebra_colours() -> dict[int, str]:
-    """Return a hex colour per VerSe label 1..28, shaded by region.
-
-    Cervical vertebrae are blues, thoracic greens (T13 a dark teal), lumbar oranges to reds
-    (L6 the darkest), the sacrum purple and the coccyx magenta; within a region the shade
-    darkens cranio-caudally. Every picture of the package uses these colours.
-    """
-    from matplotlib import colormaps
-    from matplotlib.colors import to_hex
-
-    colours: dict[int, str] = {}
-    for labels, cmap, lo, hi in (
-        (range(1, 8), "Blues", 0.40, 0.95),
-        (range(8, 20), "Greens", 0.35, 0.95),
-        (range(20, 26), "Oranges", 0.40, 0.95),
-    ):
-        shades = np.linspace(lo, hi, len(labels))
-        for label, shade in zip(labels, shades, strict=True):
-            colours[label] = to_hex(colormaps[cmap](float(shade)))
-    colours[26] = "#7b1fa2"  # sacrum
-    colours[27] = "#c2185b"  # coccyx
-    colours[T13_LABEL] = "#00695c"
-    colours[L6_LABEL] = "#8c2d04"
-    return dict(sorted(colours.items()))
-
-
-def _name(label: int) -> str:
-    return VERTEBRA_NAMES.get(int(label), f"label {int(label)}")
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -119,7 +93,9 @@ def plot_hu_histograms(
             counts = np.bincount(bins - first, weights=h.counts.astype(np.float64))
             centres = (np.arange(counts.size) + first + 0.5) * bin_width
             density = counts / (h.total * bin_width)
-            ax.plot(centres, density, color=colours.get(label, "k"), lw=1.2, label=_name(label))
+            ax.plot(
+                centres, density, color=colours.get(label, "k"), lw=1.2, label=vertebra_name(label)
+            )
             shown += 1
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("HU")
@@ -165,7 +141,7 @@ def plot_volume_by_level(vertebrae: pd.DataFrame, path: str | os.PathLike) -> Pa
     if labels:
         data = [vertebrae.loc[vertebrae["label"] == v, "volume_ml"].to_numpy() for v in labels]
         boxes = ax.boxplot(
-            data, tick_labels=[_name(v) for v in labels], patch_artist=True, widths=0.6
+            data, tick_labels=[vertebra_name(v) for v in labels], patch_artist=True, widths=0.6
         )
         for patch, label in zip(boxes["boxes"], labels, strict=True):
             patch.set_facecolor(colours[label])

@@ -41,18 +41,10 @@ import numpy.typing as npt
 import zarr
 from zarr.abc.store import Store
 
-from .schema import (
-    CASE_DIM,
-    SLICE_VERTEBRAE,
-    SOURCES,
-    SPLITS,
-    VERTEBRA_DIM,
-    VERTEBRA_LABELS,
-    VERTEBRA_NAMES,
-)
+from .schema import CASE_DIM, SLICE_VERTEBRAE, SOURCES, SPLITS, VERTEBRA_DIM
 from .slicereader import CaseReaders, Request, case_readers, read_blocks
-from .store import case_group
-from .store import open as open_catalogue
+from .store import case_group, open_catalogue
+from .vertebrae import VERTEBRA_LABELS, parse_vertebra
 
 __all__ = [
     "PAD_IMAGE",
@@ -76,27 +68,6 @@ Transform = Callable[[Item], Any]
 
 _FOREGROUND_TRIES: Final = 16
 _COLUMN: Final = {label: i for i, label in enumerate(VERTEBRA_LABELS)}
-_BY_NAME: Final = {name.lower(): label for label, name in VERTEBRA_NAMES.items()}
-
-
-def parse_vertebra(vertebra: int | str) -> int:
-    """Return the VerSe label value of ``vertebra`` (a label like ``22`` or a name like ``"L3"``).
-
-    Raises
-    ------
-    ValueError
-        For anything that is not a VerSe label (1-28) or name.
-    """
-    if isinstance(vertebra, str):
-        text = vertebra.strip()
-        if text.lower() in _BY_NAME:
-            return _BY_NAME[text.lower()]
-        if text.isdigit():
-            return parse_vertebra(int(text))
-    elif isinstance(vertebra, int | np.integer) and int(vertebra) in _COLUMN:
-        return int(vertebra)
-    names = ", ".join(VERTEBRA_NAMES.values())
-    raise ValueError(f"vertebra must be a VerSe label 1-28 or one of {names}; got {vertebra!r}")
 
 
 # --------------------------------------------------------------------------------------------

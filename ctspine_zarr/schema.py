@@ -39,22 +39,6 @@ SPLIT_SECTIONS: Final = {
 UNASSIGNED: Final = "unassigned"
 SPLITS: Final = ("train", "validation", "test", UNASSIGNED)
 
-#: VerSe label values and their names (0 is background).
-VERTEBRA_NAMES: Final[dict[int, str]] = {
-    **{i: f"C{i}" for i in range(1, 8)},
-    **{i + 7: f"T{i}" for i in range(1, 13)},
-    **{i + 19: f"L{i}" for i in range(1, 7)},
-    26: "sacrum",
-    27: "coccyx",
-    28: "T13",
-}
-VERTEBRA_LABELS: Final = tuple(VERTEBRA_NAMES)
-MAX_LABEL: Final = max(VERTEBRA_LABELS)
-L6_LABEL: Final = 25
-T13_LABEL: Final = 28
-#: Every VerSe label in cranio-caudal order: T13 between T12 and L1, L6 after L5.
-ANATOMICAL_ORDER: Final[tuple[int, ...]] = (*range(1, 20), T13_LABEL, *range(20, 28))
-
 #: The four CTSpine1K sources, as folder names of the Hugging Face copy.
 SOURCES: Final = ("COLONOG", "HNSCC-3DCT-RT", "MSD-T10", "COVID-19")
 

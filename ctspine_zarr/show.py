@@ -26,7 +26,7 @@ one shard (32 slices) at a time, so memory stays at one shard.
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly (no
 ``pyplot``, no global backend), so this works headless, in threads and in notebooks.
-Every vertebra is drawn in its colour of :func:`ctspine_zarr.plots.vertebra_colours`.
+Every vertebra is drawn in its colour of :data:`ctspine_zarr.vertebrae.VERTEBRA_COLOURS`.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ import xarray as xr
 import zarr
 from zarr.abc.store import Store
 
-from .plots import vertebra_colours
-from .schema import ANATOMICAL_ORDER, IMAGE, LABEL, MAX_LABEL, VERTEBRA_NAMES
+from .schema import IMAGE, LABEL
 from .store import case_group
+from .vertebrae import ANATOMICAL_ORDER, OTHER_LABEL_COLOUR, vertebra_colours, vertebra_name
 from .volume import axis_coordinates
 
 if TYPE_CHECKING:
@@ -77,9 +77,6 @@ WINDOWS: Final[dict[str, tuple[float, float]]] = {
 }
 #: Opacity of the label overlay.
 OVERLAY_ALPHA: Final = 0.5
-#: Colour of label values outside the VerSe range 1..28 (none in CTSpine1K).
-OTHER_LABEL_COLOUR: Final = "#ffd700"
-
 #: Orientation letters (left, right, top, bottom) of each plane, radiological convention.
 _LETTERS: Final[dict[str, tuple[str, str, str, str]]] = {
     "axial": ("R", "L", "A", "P"),
@@ -463,12 +460,6 @@ def _legend_labels(views: Sequence[PlaneView]) -> list[int]:
     return ordered + sorted(present - set(ordered))
 
 
-def _name(label: int) -> str:
-    if 1 <= label <= MAX_LABEL:
-        return VERTEBRA_NAMES.get(label, f"label {label}")
-    return f"label {label}"
-
-
 def draw_views(
     views: Sequence[PlaneView],
     *,
@@ -570,7 +561,11 @@ def draw_views(
     anchor = (left + 0.15) / fig_w
     if labels:
         handles = [
-            Patch(facecolor=colours.get(v, OTHER_LABEL_COLOUR), edgecolor="none", label=_name(v))
+            Patch(
+                facecolor=colours.get(v, OTHER_LABEL_COLOUR),
+                edgecolor="none",
+                label=vertebra_name(v),
+            )
             for v in labels
         ]
         fig.legend(

@@ -82,7 +82,6 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Final, Literal
 
-import dask
 import numpy as np
 import pandas as pd
 import zarr
@@ -91,19 +90,18 @@ from dask.delayed import Delayed, delayed
 
 from . import __version__
 from .errors import CaseNotFoundError, StoreError
-from .schema import (
+from .parallel import progress_bar, run_tasks
+from .schema import IMAGE, SLICES_PER_SHARD, SPLITS
+from .slicereader import case_readers, read_blocks
+from .store import case_group, forget, open_catalogue, to_store
+from .vertebrae import (
     ANATOMICAL_ORDER,
-    IMAGE,
     L6_LABEL,
-    SLICES_PER_SHARD,
-    SPLITS,
     T13_LABEL,
     VERTEBRA_LABELS,
     VERTEBRA_NAMES,
+    vertebra_name,
 )
-from .slicereader import case_readers, read_blocks
-from .store import case_group, forget, to_store
-from .store import open as open_catalogue
 
 __all__ = [
     "ANATOMICAL_ORDER",
@@ -138,12 +136,7 @@ _DENSE_BINS: Final = 1 << 22  # largest dense value range of an integer histogra
 _DRAW_CHUNK: Final = 1 << 22  # random draws generated at once
 _BLOCK_HIST_BINS: Final = 1 << 24  # largest labels x value-range of a block's bincount
 
-SchedulerLike = Any  # None | "threads" | "sync" | "processes" | distributed.Client | address
-
-
-def vertebra_name(label: int) -> str:
-    """Return the VerSe name of a label value (``22 -> "L3"``; other values ``"label 40"``)."""
-    return VERTEBRA_NAMES.get(int(label), f"label {int(label)}")
+SchedulerLike = Any  # "threads" | "processes" | "sync" | "distributed" | address | Client
 
 
 # --------------------------------------------------------------------------------------------
@@ -1004,49 +997,13 @@ def _run(
     graph: StatsGraph, scheduler: SchedulerLike, workers: int | None, progress: bool
 ) -> dict[str, _Group]:
     names = list(graph.groups)
-    objs = [graph.groups[n] for n in names]
-    if not objs:
-        return {}
-    client = None
-    if scheduler is not None and not isinstance(scheduler, str):
-        client = scheduler
-    elif isinstance(scheduler, str) and scheduler not in ("threads", "sync", "processes"):
-        from distributed import Client
-
-        with Client(scheduler) as c:
-            return dict(zip(names, _run_distributed(c, objs, progress), strict=True))
-    elif scheduler is None and workers:
-        from distributed import Client, LocalCluster
-
-        with (
-            LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-            ) as cluster,
-            Client(cluster) as c,
-        ):
-            return dict(zip(names, _run_distributed(c, objs, progress), strict=True))
-    if client is not None:
-        return dict(zip(names, _run_distributed(client, objs, progress), strict=True))
-    kwargs: dict[str, Any] = {"scheduler": scheduler or "threads"}
-    if workers and kwargs["scheduler"] != "sync":
-        kwargs["num_workers"] = workers
-    if progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar():
-            results = dask.compute(*objs, **kwargs)
-    else:
-        results = dask.compute(*objs, **kwargs)
+    bar = progress_bar(len(names), desc="stats", unit="group", enabled=progress)
+    try:
+        tasks = [graph.groups[n] for n in names]
+        results = run_tasks(tasks, scheduler=scheduler, workers=workers, on_done=bar.update)
+    finally:
+        bar.close()
     return dict(zip(names, results, strict=True))
-
-
-def _run_distributed(client: Any, objs: list[Delayed], progress: bool) -> list[_Group]:
-    futures = client.compute(objs)
-    if progress:
-        from distributed import progress as show_progress
-
-        show_progress(futures)
-    return list(client.gather(futures))
 
 
 def compute_stats(
@@ -1055,9 +1012,9 @@ def compute_stats(
     split: str | Sequence[str] | None = None,
     cases: Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
-    scheduler: SchedulerLike = None,
+    scheduler: SchedulerLike = "threads",
     workers: int | None = None,
-    progress: bool = True,
+    progress: bool = False,
     fingerprint_samples: int | Literal["nnunet"] | None = "nnunet",
     fingerprint_total: float = NNUNET_TOTAL_SAMPLES,
     fingerprint_seed: int = NNUNET_SEED,
@@ -1077,14 +1034,14 @@ def compute_stats(
     storage_options
         fsspec options for a URL.
     scheduler
-        ``None`` or ``"threads"`` (local threads, the default), ``"sync"``, ``"processes"``,
-        a ``distributed.Client``, or a scheduler address (``"tcp://host:8786"``).
+        ``"threads"`` (the default), ``"processes"``, ``"sync"``, ``"distributed"`` (a new
+        ``distributed.LocalCluster`` of ``workers`` single-threaded processes, closed at the
+        end), a scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``.
     workers
-        Threads of the local scheduler; with ``scheduler=None``, start a
-        ``distributed.LocalCluster`` of that many single-threaded worker processes instead and
-        close it at the end.
+        Tasks at a time on this machine (threads, processes or cluster workers; default: the
+        CPUs); see :mod:`ctspine_zarr.parallel`.
     progress
-        Show a progress bar (dask's for local schedulers, distributed's otherwise).
+        Show a progress bar on stderr (per group of cases).
     fingerprint_samples
         The nnU-Net sampled fingerprint: ``"nnunet"`` draws ``int(fingerprint_total //
         n_cases)`` foreground voxels per case (``n_cases`` of the group), an int that many per
@@ -1503,14 +1460,15 @@ def add_arguments(parser: Any) -> None:
         "--workers",
         type=int,
         default=None,
-        help="start a distributed.LocalCluster of N single-threaded worker processes "
-        "(with --scheduler threads: N threads)",
+        help="tasks at a time on this machine: threads, processes or LocalCluster workers "
+        "(default: the CPUs)",
     )
     parser.add_argument(
         "--scheduler",
-        default=None,
-        help="threads (default), sync, processes, or the address of a dask.distributed "
-        "scheduler (tcp://host:8786)",
+        default="threads",
+        help="threads (default), processes, sync, distributed (a new LocalCluster of "
+        "--workers processes), or the address of a dask.distributed scheduler "
+        "(tcp://host:8786)",
     )
     parser.add_argument(
         "--fingerprint-samples",

@@ -30,11 +30,11 @@ from .schema import (
     FORMAT_VERSION,
     READABLE_FORMATS,
     VERTEBRA_DIM,
-    VERTEBRA_LABELS,
     VOLUME_DIMS,
 )
+from .vertebrae import VERTEBRA_LABELS
 
-__all__ = ["case_group", "is_url", "open", "open_root", "to_store"]
+__all__ = ["case_group", "is_url", "open", "open_catalogue", "open_root", "to_store"]
 
 _cache: dict[tuple, zarr.Group] = {}
 _case_cache: dict[tuple, zarr.Group] = {}
@@ -212,7 +212,7 @@ def _case_ids(root: zarr.Group) -> list[str]:
     return [str(v) for v in np.asarray(ids[...]).ravel()]
 
 
-def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
+def open_catalogue(
     location: str | os.PathLike | Store,
     *,
     storage_options: dict[str, Any] | None = None,
@@ -262,6 +262,10 @@ def open(  # noqa: A001 - mirrors xr.open_zarr / zarr.open
     ds.encoding["source"] = location if isinstance(location, Store) else os.fspath(location)
     ds.encoding["storage_options"] = dict(storage_options or {})
     return ds
+
+
+#: ``ctspine_zarr.open``: the same as :func:`open_catalogue` (mirrors ``xr.open_zarr``).
+open = open_catalogue  # noqa: A001
 
 
 def refresh_listings(store: Store) -> None:

@@ -35,14 +35,8 @@ import numpy as np
 import numpy.typing as npt
 from nibabel import orientations as nio
 
-from ctspine_zarr.schema import (
-    ANATOMICAL_ORDER,
-    L6_LABEL,
-    SOURCES,
-    SPLIT_SECTIONS,
-    T13_LABEL,
-    VERTEBRA_NAMES,
-)
+from ctspine_zarr.schema import SOURCES, SPLIT_SECTIONS
+from ctspine_zarr.vertebrae import ANATOMICAL_ORDER, L6_LABEL, T13_LABEL, VERTEBRA_NAMES
 
 __all__ = [
     "HU_MAX",

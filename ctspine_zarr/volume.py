@@ -25,10 +25,10 @@ from .schema import (
     SHARD_CRC_KEY,
     SLICE_VERTEBRAE,
     VERTEBRA_DIM,
-    VERTEBRA_LABELS,
     VOLUME_DIMS,
 )
 from .store import cache_key, case_group, register_cache
+from .vertebrae import VERTEBRA_LABELS
 
 __all__ = ["LeanSlices", "LeanVariable", "axis_coordinates", "open_volume"]
 

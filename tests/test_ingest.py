@@ -15,8 +15,8 @@ import zarr
 
 import ctspine_zarr
 from ctspine_zarr.errors import StoreError
-from ctspine_zarr.schema import VERTEBRA_LABELS
 from ctspine_zarr.synthetic import SyntheticCase, make_raw_tree
+from ctspine_zarr.vertebrae import VERTEBRA_LABELS
 
 SECTION_TO_SPLIT = {
     "trainset": "train",

@@ -73,3 +73,28 @@ def test_find_cases_pairs_and_problems(tmp_path: Path) -> None:
 def test_find_cases_refuses_a_folder_that_is_no_raw_tree(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="rawdata/volumes"):
         find_cases(str(tmp_path))
+
+
+def test_the_vocabulary_is_consistent() -> None:
+    from ctspine_zarr.vertebrae import (
+        ANATOMICAL_ORDER,
+        REGIONS,
+        VERTEBRA_COLOURS,
+        VERTEBRA_NAMES,
+        parse_vertebra,
+        region_of,
+        vertebra_name,
+    )
+
+    assert sorted(ANATOMICAL_ORDER) == sorted(VERTEBRA_NAMES) == sorted(VERTEBRA_COLOURS)
+    assert [v for labels in REGIONS.values() for v in labels] == list(ANATOMICAL_ORDER)
+    for label, name in VERTEBRA_NAMES.items():
+        assert parse_vertebra(name) == parse_vertebra(name.lower()) == label
+        assert parse_vertebra(label) == parse_vertebra(str(label)) == label
+        assert vertebra_name(label) == name
+    assert region_of(28) == "thoracic" and region_of(25) == "lumbar"
+    assert vertebra_name(40) == "label 40"
+    assert len(set(VERTEBRA_COLOURS.values())) == len(VERTEBRA_COLOURS)
+    for bad in (0, 29, "L7", "x"):
+        with pytest.raises(ValueError, match="VerSe label"):
+            parse_vertebra(bad)

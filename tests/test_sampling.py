@@ -21,8 +21,8 @@ from ctspine_zarr.sampling import (
     VolumeSequence,
     parse_vertebra,
 )
-from ctspine_zarr.schema import VERTEBRA_LABELS
 from ctspine_zarr.store import case_group, forget
+from ctspine_zarr.vertebrae import VERTEBRA_LABELS
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_vertebra_filter_by_label_and_name(store: Path, catalogue, index_of) -> 
     column = VERTEBRA_LABELS.index(label)
     holding = [c for c, v in index_of.items() if v[:, column].any()]
     by_label = SliceSequence(store, None, vertebra=label)
-    name = ctspine_zarr.schema.VERTEBRA_NAMES[label]
+    name = ctspine_zarr.vertebrae.VERTEBRA_NAMES[label]
     by_name = SliceSequence(store, None, vertebra=name.lower())
     assert by_label.case_ids == by_name.case_ids == tuple(sorted(holding))
     assert len(by_label) == sum(index_of[c].shape[0] for c in holding)

@@ -19,7 +19,6 @@ from matplotlib.image import imread  # noqa: E402
 
 import ctspine_zarr  # noqa: E402
 from ctspine_zarr.plots import vertebra_colours  # noqa: E402
-from ctspine_zarr.schema import VERTEBRA_NAMES  # noqa: E402
 from ctspine_zarr.show import (  # noqa: E402
     OVERLAY_ALPHA,
     PLANES,
@@ -32,6 +31,7 @@ from ctspine_zarr.show import (  # noqa: E402
     volume_views,
 )
 from ctspine_zarr.synthetic import write_case, write_split_file  # noqa: E402
+from ctspine_zarr.vertebrae import VERTEBRA_NAMES  # noqa: E402
 
 
 def _most_anisotropic(store: Path) -> str:

@@ -25,9 +25,9 @@ from hypothesis.extra import numpy as hnp
 import ctspine_zarr
 from ctspine_zarr import stats as S
 from ctspine_zarr.plots import vertebra_colours
-from ctspine_zarr.schema import VERTEBRA_NAMES
 from ctspine_zarr.store import case_group, open_root
 from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.vertebrae import VERTEBRA_NAMES
 
 ORDER = S.ANATOMICAL_ORDER
 SAMPLES = 3000  # nnU-Net samples per case in most tests (small: the reference draws them too)
@@ -386,7 +386,9 @@ def test_local_cluster_with_two_processes_gives_the_same_numbers(
         assert len(client.scheduler_info()["workers"]) == 2
     _same(threaded, on_client)
     _same(threaded, by_address)
-    own_cluster = S.compute_stats(store, workers=2, progress=False, fingerprint_samples=SAMPLES)
+    own_cluster = S.compute_stats(
+        store, scheduler="distributed", workers=2, fingerprint_samples=SAMPLES
+    )
     _same(threaded, own_cluster)
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from ctspine_zarr import synthetic
-from ctspine_zarr.schema import SOURCES, SPLIT_SECTIONS, VERTEBRA_NAMES
+from ctspine_zarr.schema import SOURCES, SPLIT_SECTIONS
+from ctspine_zarr.vertebrae import VERTEBRA_NAMES
 
 SHAPE = (64, 64)
 N_SLICES = (20, 40)
