@@ -158,7 +158,7 @@ def progress_bar(total: int, *, desc: str, unit: str = "case", enabled: bool = T
         return _NoBar()
     import sys
 
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # text on stderr; tqdm.auto warns in notebooks without ipywidgets
 
     tty = sys.stderr.isatty()
     return tqdm(

@@ -33,6 +33,7 @@ from .labelindex import index_labels
 from .layout import RawCase, find_cases
 from .location import Location
 from .nifti import CanonicalVolume, read_pair
+from .parallel import progress_bar
 from .remote import url_to_fs
 from .schema import (
     CASE_DIM,
@@ -314,11 +315,14 @@ def _verify(
 
 
 def _bar(items: Iterable[Any], enabled: bool, desc: str) -> Iterable[Any]:
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(list(items), unit="case", desc=desc, dynamic_ncols=True)
+    listed = list(items)
+    bar = progress_bar(len(listed), desc=desc, enabled=enabled)
+    try:
+        for item in listed:
+            yield item
+            bar.update()
+    finally:
+        bar.close()
 
 
 # --------------------------------------------------------------------------------------------
