@@ -191,15 +191,16 @@ def run(n_cases: int, slices: tuple[int, int], pairs: int, rounds: int, work: Pa
                         fill_value=src.fill_value,
                         config={"write_empty_chunks": True},
                     )
-                    if name == "lean write_array":
-                        write_array(out, data)
+                    if name.startswith("lean write_array"):
+                        write_array(out, data, threads=2 if "2 threads" in name else 1)
                     else:
                         out[...] = data
             return target
 
         return write
 
-    write_contenders = {name: write_with(name) for name in [*arrays, "lean write_array"]}
+    lean_writers = ["lean write_array", "lean write_array, 2 threads"]
+    write_contenders = {name: write_with(name) for name in [*arrays, *lean_writers]}
     write_ms = measure(write_contenders, list(range(len(case_ids))), max(2, rounds))
 
     best, fresh, load = (

@@ -34,7 +34,9 @@ keep their key)                             views compute through dask, ~1 ms sl
 ==========================================  ====================================================
 
 ``ctspine_zarr.catalogue`` still imports ``zarr.core.buffer`` and ``zarr.core.sync`` itself
-(to move here with the work on that module).
+(to move here with the work on that module). ``ctspine_zarr.codecs`` implements zarr's codec
+interface, including the sync hooks zarr calls on codecs that have them, and imports zarr's
+types for annotations only; it calls nothing private.
 """
 
 from __future__ import annotations
