@@ -16,6 +16,7 @@ import zarr
 from dask.base import tokenize
 from zarr.abc.store import Store
 
+from . import fast
 from .compat import using_fallbacks
 from .labelindex import boxes_from_attrs
 from .schema import (
@@ -82,6 +83,7 @@ class LeanSlices:
         self.dtype = np.dtype(array.dtype)
         self.ndim = len(self.shape)
         self._reader: Any = None
+        self._twin: Any = None  # the zarrs twin, False: none
 
     def __getstate__(self) -> dict[str, Any]:
         return {"array": self.array}
@@ -89,7 +91,13 @@ class LeanSlices:
     def __setstate__(self, state: dict[str, Any]) -> None:
         array = state["array"]
         self.array, self.shape, self.dtype = array, tuple(array.shape), np.dtype(array.dtype)
-        self.ndim, self._reader = len(self.shape), None
+        self.ndim, self._reader, self._twin = len(self.shape), None, None
+
+    def read_whole(self) -> np.ndarray | None:
+        """The whole array through zarrs (``fast`` extra), or None when it is not in use."""
+        if self._twin is None:
+            self._twin = fast.twin(self.array) or False
+        return None if self._twin is False else np.asarray(self._twin[...])
 
     def __getitem__(self, key: Any) -> np.ndarray:
         from .slicereader import ZReader, read_blocks
@@ -161,8 +169,9 @@ class LeanVariable(xr.Variable):
     indexing (``vol.image.isel(z=k)``: ints and step-1 slices) remembers its key, and its
     ``.values`` reads those voxels straight through :class:`LeanSlices` instead of building,
     optimising and scheduling a dask graph (about 1 ms per call whatever the graph, more
-    than the read). Only when a compute would run in this process anyway (no
-    dask.distributed client, a local scheduler) and not under
+    than the read); the whole variable's ``.values`` reads in one call through zarrs when
+    the ``fast`` extra is installed (:mod:`ctspine_zarr.fast`). Only when a compute would
+    run in this process anyway (no dask.distributed client, a local scheduler) and not under
     :func:`ctspine_zarr.compat.forced_fallbacks`; ``.compute()``, ``.load()``,
     ``.chunk()``, arithmetic and every other operation go through dask as before. This
     relies on xarray making views with ``type(self)`` (``Variable._replace``); without
@@ -195,9 +204,12 @@ class LeanVariable(xr.Variable):
     def values(self) -> np.ndarray:
         """The voxels as numpy (a basic view of the volume: read without the scheduler)."""
         source, key = self._lean_source, self._lean_key
-        if source is not None and key is not None and not using_fallbacks():
-            if _scheduler_is_local():
+        if source is not None and not using_fallbacks() and _scheduler_is_local():
+            if key is not None:
                 return np.asarray(source[key])
+            whole = source.read_whole()  # zarrs decodes on all cores at once
+            if whole is not None:
+                return whole
         return xr.Variable.values.fget(self)  # type: ignore[attr-defined]
 
     @values.setter
