@@ -159,6 +159,9 @@ def run(n_cases: int, slices: tuple[int, int], pairs: int, rounds: int, work: Pa
             volumes[case_ids[i]].image.values,
             volumes[case_ids[i]].label.values,
         ),
+        "dask volume .compute() (lean tasks)": lambda i: volumes[case_ids[i]][
+            ["image", "label"]
+        ].compute(),
         "nibabel load": lambda i: tuple(
             np.asanyarray(load_nifti(p).dataobj)
             for p in (cases[case_ids[i]].image_path, cases[case_ids[i]].label_path)

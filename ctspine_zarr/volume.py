@@ -180,6 +180,8 @@ class LeanVariable(xr.Variable):
 
     _lean_source: LeanSlices | None = None
     _lean_key: tuple[Any, ...] | None = None
+    #: the dask array the shortcut stands for: once data is loaded or replaced, no shortcut
+    _lean_data: Any = None
 
     def _replace(  # type: ignore[override]
         self, dims: Any = _DEFAULT, data: Any = _DEFAULT, **kwargs: Any
@@ -191,6 +193,7 @@ class LeanVariable(xr.Variable):
         out = super()._replace(**kwargs)
         if isinstance(out, LeanVariable) and (data is _DEFAULT or data is self._data):
             out._lean_source, out._lean_key = self._lean_source, self._lean_key
+            out._lean_data = self._lean_data
         return out
 
     def __getitem__(self, key: Any) -> Any:
@@ -198,13 +201,19 @@ class LeanVariable(xr.Variable):
         if isinstance(out, LeanVariable) and self._lean_source is not None:
             basic = _basic_key(key, self.shape) if self._lean_key is None else None
             out._lean_source, out._lean_key = (self._lean_source, basic) if basic else (None, None)
+            out._lean_data = out._data
         return out
 
     @property
     def values(self) -> np.ndarray:
         """The voxels as numpy (a basic view of the volume: read without the scheduler)."""
         source, key = self._lean_source, self._lean_key
-        if source is not None and not using_fallbacks() and _scheduler_is_local():
+        if (
+            source is not None
+            and self._data is self._lean_data  # still the lazy data: not loaded, not replaced
+            and not using_fallbacks()
+            and _scheduler_is_local()
+        ):
             if key is not None:
                 return np.asarray(source[key])
             whole = source.read_whole()  # zarrs decodes on all cores at once
@@ -232,7 +241,7 @@ def _lean_variable(array: zarr.Array, name: str, chunks_z: int) -> xr.Variable:
     if not _LEAN_VIEWS:
         return xr.Variable(VOLUME_DIMS, data, dict(array.attrs))
     variable = LeanVariable(VOLUME_DIMS, data, dict(array.attrs))
-    variable._lean_source = source
+    variable._lean_source, variable._lean_data = source, data
     return variable
 
 
