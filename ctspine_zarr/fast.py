@@ -44,15 +44,15 @@ def twin(array: zarr.Array, *, threads: int | None = None) -> zarr.Array | None:
     ----------
     array
         A ``(z, y, x)`` array of the store's layout with the standard codecs (not the
-        JPEG-LS compact codec, which zarrs does not know).
+        JPEG-LS compact codec, which zarrs does not know), in a local store.
     threads
         zarrs' threads (zarr's ``threading.max_workers``); None: zarrs' default (all cores).
     """
     if not enabled() or using_fallbacks():
         return None
     layout = ShardLayout.of(array)
-    if layout is None or layout.chunk.serializer != "bytes":
-        return None
+    if layout is None or layout.chunk.serializer != "bytes" or layout.local_root is None:
+        return None  # local files only: zarrs' own HTTP/S3 clients bypass fsspec's options
     settings: dict[str, object] = {"codec_pipeline.path": ZARRS_PIPELINE}
     settings["codec_pipeline.strict"] = True  # an unsupported array raises, never warns
     if threads is not None:
@@ -64,6 +64,6 @@ def twin(array: zarr.Array, *, threads: int | None = None) -> zarr.Array | None:
             opened = zarr.AsyncArray(source.metadata, source.store_path, source.config)
     except Exception:  # noqa: BLE001 - zarrs refused the array: the lean path reads it
         return None
-    # zarrs serves the stores it supports (local files); others fall back to zarr's pipeline
+    # where zarrs cannot serve the array it falls back to zarr's pipeline: no gain
     pipeline = type(opened.codec_pipeline).__module__
     return zarr.Array(opened) if pipeline.split(".")[0] == "zarrs" else None
