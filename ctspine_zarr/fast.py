@@ -30,11 +30,30 @@ __all__ = ["ZARRS_PIPELINE", "enabled", "twin"]
 ZARRS_PIPELINE: Final = "zarrs.ZarrsCodecPipeline"
 _INSTALLED: Final = importlib.util.find_spec("zarrs") is not None
 _lock = threading.Lock()
+#: zarrs was used in this process (its worker threads started)
+_used = False
+#: this process was forked after zarrs was used: its threads did not survive the fork
+_forked_after_use = False
+
+
+def _after_fork_in_child() -> None:
+    global _lock, _forked_after_use
+    _lock = threading.Lock()
+    _forked_after_use = _forked_after_use or _used
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def enabled() -> bool:
-    """Whether zarrs is installed and in use (not ``CTSPINE_ZARR_FAST=0``)."""
-    return _INSTALLED and os.environ.get("CTSPINE_ZARR_FAST", "1") != "0"
+    """Whether zarrs is installed and in use (not ``CTSPINE_ZARR_FAST=0``).
+
+    False in a process forked after zarrs was used (a DataLoader or pool worker): zarrs'
+    thread pool did not survive the fork and would wait forever; such workers read
+    through the lean reader.
+    """
+    return _INSTALLED and not _forked_after_use and os.environ.get("CTSPINE_ZARR_FAST", "1") != "0"
 
 
 def twin(array: zarr.Array, *, threads: int | None = None) -> zarr.Array | None:
@@ -57,6 +76,8 @@ def twin(array: zarr.Array, *, threads: int | None = None) -> zarr.Array | None:
     settings["codec_pipeline.strict"] = True  # an unsupported array raises, never warns
     if threads is not None:
         settings["threading.max_workers"] = threads
+    global _used
+    _used = True
     try:
         # zarr.config is process-wide: one twin at a time, restored at once
         with _lock, zarr.config.set(settings):

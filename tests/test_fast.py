@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +100,18 @@ def test_the_twin_is_zarrs_and_only_for_codecs_zarrs_knows(tmp_path: Path) -> No
     assert fast.twin(compact) is None  # zarrs does not know the JPEG-LS codec
     in_memory = zarr.create_array(zarr.storage.MemoryStore(), shape=(4, 8, 6), dtype="int16")
     assert fast.twin(in_memory) is None  # not sharded as the store is, and not a local store
+
+
+def _child_reads(store: Path, case: str) -> tuple[bool, int]:
+    vol = ctspine_zarr.open(store).ctspine.volume(case)
+    return fast.enabled(), int(vol.image.values.astype("int64").sum())
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_workers_read_after_the_parent_used_zarrs(store: Path) -> None:
+    ds = ctspine_zarr.open(store)
+    case = ds.ctspine.case_ids()[0]
+    expected = int(ds.ctspine.volume(case).image.values.astype("int64").sum())  # zarrs here
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.starmap_async(_child_reads, [(store, case)] * 2).get(timeout=60)
+    assert results == [(False, expected)] * 2  # the children read without zarrs' threads
