@@ -4,7 +4,7 @@ Issue #14, item 4: on 512x512 cases, for each contender: a random slice pair (im
 label), a whole volume (image + label), and the write of a case (image + label into fresh
 arrays of the store's layout). Contenders: zarr's default pipeline
 (``BatchedCodecPipeline``), its newer ``FusedCodecPipeline`` (zarr >= 3.3, opt-in),
-the ``zarrs`` Rust pipeline (``pip install ctspine-zarr[fast]``), the package's lean reader
+the ``zarrs`` Rust pipeline (in the ``bench`` extra), the package's lean reader
 (``read_blocks``) and writer (``write_array``), ``ds.ctspine.slice``, the generic
 dask-backed volume (``vol.image.isel(z=k).values``, and ``.compute()`` through the
 scheduler), and nibabel: the file kept open with indexed_gzip's seek index built by one
@@ -159,6 +159,9 @@ def run(n_cases: int, slices: tuple[int, int], pairs: int, rounds: int, work: Pa
             volumes[case_ids[i]].image.values,
             volumes[case_ids[i]].label.values,
         ),
+        "dask volume .compute() (lean tasks)": lambda i: volumes[case_ids[i]][
+            ["image", "label"]
+        ].compute(),
         "nibabel load": lambda i: tuple(
             np.asanyarray(load_nifti(p).dataobj)
             for p in (cases[case_ids[i]].image_path, cases[case_ids[i]].label_path)
@@ -191,15 +194,16 @@ def run(n_cases: int, slices: tuple[int, int], pairs: int, rounds: int, work: Pa
                         fill_value=src.fill_value,
                         config={"write_empty_chunks": True},
                     )
-                    if name == "lean write_array":
-                        write_array(out, data)
+                    if name.startswith("lean write_array"):
+                        write_array(out, data, threads=2 if "2 threads" in name else 1)
                     else:
                         out[...] = data
             return target
 
         return write
 
-    write_contenders = {name: write_with(name) for name in [*arrays, "lean write_array"]}
+    lean_writers = ["lean write_array", "lean write_array, 2 threads"]
+    write_contenders = {name: write_with(name) for name in [*arrays, *lean_writers]}
     write_ms = measure(write_contenders, list(range(len(case_ids))), max(2, rounds))
 
     best, fresh, load = (

@@ -165,8 +165,8 @@ class LeanVariable(xr.Variable):
     indexing (``vol.image.isel(z=k)``: ints and step-1 slices) remembers its key, and its
     ``.values`` reads those voxels straight through :class:`LeanSlices` instead of building,
     optimising and scheduling a dask graph (about 1 ms per call whatever the graph, more
-    than the read). Only when a compute would run in this process anyway (no
-    dask.distributed client, a local scheduler) and not under
+    than the read). Only when a compute would
+    run in this process anyway (no dask.distributed client, a local scheduler) and not under
     :func:`ctspine_zarr.compat.forced_fallbacks`; ``.compute()``, ``.load()``,
     ``.chunk()``, arithmetic and every other operation go through dask as before. This
     relies on xarray making views with ``type(self)`` (``Variable._replace``); without
@@ -175,6 +175,8 @@ class LeanVariable(xr.Variable):
 
     _lean_source: LeanSlices | None = None
     _lean_key: tuple[Any, ...] | None = None
+    #: the dask array the shortcut stands for: once data is loaded or replaced, no shortcut
+    _lean_data: Any = None
 
     def _replace(  # type: ignore[override]
         self, dims: Any = _DEFAULT, data: Any = _DEFAULT, **kwargs: Any
@@ -186,6 +188,7 @@ class LeanVariable(xr.Variable):
         out = super()._replace(**kwargs)
         if isinstance(out, LeanVariable) and (data is _DEFAULT or data is self._data):
             out._lean_source, out._lean_key = self._lean_source, self._lean_key
+            out._lean_data = self._lean_data
         return out
 
     def __getitem__(self, key: Any) -> Any:
@@ -193,14 +196,20 @@ class LeanVariable(xr.Variable):
         if isinstance(out, LeanVariable) and self._lean_source is not None:
             basic = _basic_key(key, self.shape) if self._lean_key is None else None
             out._lean_source, out._lean_key = (self._lean_source, basic) if basic else (None, None)
+            out._lean_data = out._data
         return out
 
     @property
     def values(self) -> np.ndarray:
         """The voxels as numpy (a basic view of the volume: read without the scheduler)."""
         source, key = self._lean_source, self._lean_key
-        if source is not None and key is not None and not using_fallbacks():
-            if _scheduler_is_local():
+        if (
+            source is not None
+            and self._data is self._lean_data  # still the lazy data: not loaded, not replaced
+            and not using_fallbacks()
+            and _scheduler_is_local()
+        ):
+            if key is not None:
                 return np.asarray(source[key])
         return xr.Variable.values.fget(self)  # type: ignore[attr-defined]
 
@@ -224,7 +233,7 @@ def _lean_variable(array: zarr.Array, name: str, chunks_z: int, **checks: Any) -
     if not _LEAN_VIEWS:
         return xr.Variable(VOLUME_DIMS, data, dict(array.attrs))
     variable = LeanVariable(VOLUME_DIMS, data, dict(array.attrs))
-    variable._lean_source = source
+    variable._lean_source, variable._lean_data = source, data
     return variable
 
 

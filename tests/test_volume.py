@@ -77,6 +77,20 @@ def test_volume_values_through_every_route_equal_zarr(store: Path) -> None:
         np.testing.assert_array_equal(transposed.values, image[0:4].transpose(2, 1, 0))
 
 
+def test_loaded_or_changed_data_is_never_read_again_from_the_store(store: Path) -> None:
+    ds = ctspine_zarr.open(store)
+    case = ds.ctspine.case_ids()[0]
+    vol = ds.ctspine.volume(case)
+    for variable in (vol.image.isel(z=2), vol.image):
+        loaded = variable.load()
+        corner = (0,) * loaded.ndim
+        loaded.values[corner] = 1234
+        assert loaded.values[corner] == 1234
+    view = ds.ctspine.volume(case).label.isel(z=1)
+    view.data = np.zeros(view.shape, dtype=view.dtype)
+    assert not view.values.any()
+
+
 def test_a_view_reads_without_the_scheduler_only_when_local(
     store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
