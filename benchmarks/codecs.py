@@ -10,7 +10,6 @@ slice for the real CT slices (pydicom-data), per volume for the synthetic volume
 Run from the repository root::
 
     python -m benchmarks.codecs [--quick | --all] [--only NAME,...]
-    python benchmarks/codecs.py [--quick | --all] [--only NAME,...]
 
 Timings are single-threaded (``threading.max_workers=1``, codec threads 1). Encode MB/s is raw
 int16 megabytes per second of writing the synthetic volumes (best of 2 writes when fast);
@@ -37,10 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import zarr
 from zarr.codecs import (
     BloscCodec,

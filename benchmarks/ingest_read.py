@@ -50,9 +50,6 @@ import zarr
 from nibabel.orientations import io_orientation
 from nibabel.spatialimages import SpatialImage
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import ctspine_zarr
 from benchmarks.common import (
     NOISE_NOTE,

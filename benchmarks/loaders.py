@@ -38,7 +38,6 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -47,10 +46,6 @@ from typing import Any
 
 import nibabel as nib
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import torch
 from torch.utils.data import DataLoader, Dataset
 
