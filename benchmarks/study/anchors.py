@@ -18,7 +18,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 
-from benchmarks.ingest_read import BenchCase
+from benchmarks.study.tree import BenchCase
 
 
 def arrow_features(mode: str, shape: tuple[int, int]) -> Any:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from benchmarks.common import dir_bytes, fmt_bytes, markdown_table, ratio
-from benchmarks.ingest_read import store_breakdown
 from benchmarks.study.results import Ratio, Section, fmt_fraction, nii_bytes
+from benchmarks.study.tree import store_breakdown
 from benchmarks.study.workspace import Workspace
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import DEFAULT_PACKAGES
-from benchmarks.ingest_read import Settings as TreeSettings
+from benchmarks.study.tree import Settings as TreeSettings
 
 #: Versions recorded with every run.
 PACKAGES = (
@@ -89,7 +89,7 @@ class Config:
     sections: tuple[str, ...]
 
     def tree_settings(self) -> TreeSettings:
-        """The settings ``benchmarks.ingest_read`` generates and ingests the tree with."""
+        """The settings ``benchmarks.study.tree`` generates and ingests the tree with."""
         return TreeSettings(
             n_cases=self.n_cases,
             slices=self.slices,

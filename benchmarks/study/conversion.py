@@ -14,10 +14,10 @@ from typing import Any
 
 import ctspine_zarr
 from benchmarks.common import fmt_bytes, fmt_ratio, fmt_seconds, markdown_table, ratio
-from benchmarks.ingest_read import measure_ingest, nibabel_load_all, remove_store
 from benchmarks.study.anchors import build_arrow, build_npy
 from benchmarks.study.config import load1, log
 from benchmarks.study.results import Ratio, Section, nii_bytes, speed
+from benchmarks.study.tree import measure_ingest, nibabel_load_all, remove_store
 from benchmarks.study.workspace import Workspace
 
 

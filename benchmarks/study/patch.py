@@ -7,10 +7,11 @@ from collections.abc import Callable
 import numpy as np
 
 from benchmarks.common import fmt_seconds, markdown_table, summarize
-from benchmarks.ingest_read import BenchCase, time_interleaved
 from benchmarks.study.anchors import Box, arrow_box, clip_box, file_box, same_values
 from benchmarks.study.config import log
+from benchmarks.study.contenders import time_interleaved
 from benchmarks.study.results import Section, speed
+from benchmarks.study.tree import BenchCase
 from benchmarks.study.workspace import Workspace
 
 PATCH_LABELS = {
@@ -48,10 +49,10 @@ def section_patch(ws: Workspace, sec: Section) -> None:
         plans.append((case, box))
         if case.case_id not in checks:  # the nibabel box holds our patch's voxels
             inner = tuple(slice(b.start - s, b.stop - s) for b, s in zip(box, start, strict=True))
-            ours = item["image"][inner]
+            mine = item["image"][inner]
             fb = file_box(case, ws.ornt[case.case_id], box)
             theirs = con.nifti[case.case_id][0].dataobj[fb]
-            checks[case.case_id] = same_values(ours, theirs)
+            checks[case.case_id] = same_values(mine, theirs)
 
     def ours(case: BenchCase, i: int) -> object:
         return seq[i]

@@ -13,8 +13,8 @@ import numpy as np
 
 import ctspine_zarr
 from benchmarks.common import dir_bytes, fmt_ratio, markdown_table, ratio
-from benchmarks.ingest_read import remove_store
 from benchmarks.study.results import Ratio, Section
+from benchmarks.study.tree import remove_store
 from benchmarks.study.workspace import Workspace
 from ctspine_zarr.schema import IMAGE_CODEC_CHOICES
 

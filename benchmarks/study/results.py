@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import ratio
-from benchmarks.ingest_read import BenchCase
+from benchmarks.study.tree import BenchCase
 
 #: Goal id, description, comparison, threshold and issue of every headline ratio.
 TARGETS_FILE = Path(__file__).resolve().parents[1] / "targets.toml"

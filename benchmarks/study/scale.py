@@ -14,14 +14,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 import ctspine_zarr
 from benchmarks.common import fmt_seconds, markdown_table, time_call
-from benchmarks.ingest_read import read_through, run_ingest
 from benchmarks.study.config import log
 from benchmarks.study.results import Ratio, Section
+from benchmarks.study.tree import load_nifti, read_through, run_ingest
 from benchmarks.study.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,7 +123,7 @@ def section_scale(ws: Workspace, sec: Section) -> None:
     write_s, _ = time_call(lambda: write_scale_tree(raw, text, ids, cfg.scale_shape))
     files = sorted(str(p) for p in raw.glob("rawdata/*/*/*.nii.gz"))
     read_through(files)
-    nib_s, _ = time_call(lambda: [np.asanyarray(nib.load(p).dataobj) for p in files])
+    nib_s, _ = time_call(lambda: [np.asanyarray(load_nifti(p).dataobj) for p in files])
     log(f"scale: ingesting {len(ids)} cases with 2 workers ...")
     run = run_ingest(raw, store, workers=2, scheduler="processes")
     per_case = run["wall_s"] / len(ids)

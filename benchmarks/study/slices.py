@@ -14,17 +14,17 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import fmt_ratio, fmt_seconds, markdown_table, ratio, summarize
-from benchmarks.ingest_read import (
-    BenchCase,
+from benchmarks.study.anchors import arrow_slice, same_values
+from benchmarks.study.config import log
+from benchmarks.study.contenders import (
     Contenders,
     check_mapping,
     have_indexed_gzip,
     random_pairs,
     time_interleaved,
 )
-from benchmarks.study.anchors import arrow_slice, same_values
-from benchmarks.study.config import log
 from benchmarks.study.results import Ratio, Section, speed
+from benchmarks.study.tree import BenchCase
 from benchmarks.study.workspace import Workspace
 
 SLICE_LABELS = {
@@ -196,7 +196,8 @@ def check_slices(
     result = dict(check_mapping(con, cases))
     for case in cases:
         z = case.n_z // 3
-        image, label = (np.asarray(a) for a in con.zarr_direct(case, z))  # type: ignore[misc]
+        pair: Any = con.zarr_direct(case, z)
+        image, label = (np.asarray(a) for a in pair)
         arrow = arrow_row(case, z)
         npy = npy_pair(case, z)
         item: Any = sequence_item(case, z)

@@ -8,9 +8,10 @@ from collections.abc import Callable
 import numpy as np
 
 from benchmarks.common import fmt_ratio, fmt_seconds, markdown_table, ratio
-from benchmarks.ingest_read import BenchCase, time_interleaved
 from benchmarks.study.config import log
+from benchmarks.study.contenders import time_interleaved
 from benchmarks.study.results import Ratio, Section, speed
+from benchmarks.study.tree import BenchCase
 from benchmarks.study.workspace import Workspace
 
 VOLUME_LABELS = {

@@ -12,15 +12,10 @@ from nibabel.orientations import io_orientation
 
 import ctspine_zarr
 from benchmarks.common import time_call
-from benchmarks.ingest_read import (
-    BenchCase,
-    Contenders,
-    prepare_tree,
-    read_through,
-    remove_store,
-)
 from benchmarks.study.anchors import build_arrow, build_npy
 from benchmarks.study.config import Config, log
+from benchmarks.study.contenders import Contenders
+from benchmarks.study.tree import BenchCase, prepare_tree, read_through, remove_store
 
 
 class Workspace:
