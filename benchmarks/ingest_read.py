@@ -30,10 +30,8 @@ Timings on a shared machine are noisy; read the medians and the ratios.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -55,12 +53,14 @@ from benchmarks.common import (
     markdown_table,
     ratio,
     summarize,
+    work_directory,
     write_json,
 )
 from benchmarks.study.contenders import (
     Contenders,
     check_mapping,
     have_indexed_gzip,
+    per_case_medians,
     profile_accessor,
     random_pairs,
     time_interleaved,
@@ -355,12 +355,7 @@ def measure_volumes(
         },
         [(c, 0) for c in order],
     )
-    per_case: dict[str, dict[str, float]] = {}
-    for key, ts in samples.items():
-        grouped: dict[str, list[float]] = {}
-        for case, t in zip(order, ts, strict=True):
-            grouped.setdefault(case.case_id, []).append(t)
-        per_case[key] = {cid: statistics.median(v) for cid, v in grouped.items()}
+    per_case = per_case_medians(order, samples)
     return per_case
 
 
@@ -553,18 +548,8 @@ def run(settings: Settings, workdir: Path, profile: Path | None) -> tuple[dict[s
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables; write JSON when asked."""
     settings, args = parse_args(argv)
-    if args.workdir is not None:
-        workdir = args.workdir.resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        cleanup = False
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="ctspine-bench-"))
-        cleanup = True
-    try:
+    with work_directory(args.workdir) as workdir:
         payload, text = run(settings, workdir, args.profile)
-    finally:
-        if cleanup:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(text)
     if args.json is not None:
         path = write_json(args.json, payload)

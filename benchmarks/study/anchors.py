@@ -83,13 +83,20 @@ def arrow_rows(specs: list[tuple[str, str, str, bool]], mode: str) -> Iterator[d
 
 def build_arrow(cases: Sequence[BenchCase], out: Path, mode: str, shape: tuple[int, int]) -> float:
     """Build and save the Arrow table of ``cases``; return the seconds (generate + save)."""
+    specs = [(c.image_path, c.label_path, c.case_id, c.axial_axis != 2) for c in cases]
+    return save_arrow(specs, out, mode, shape)
+
+
+def save_arrow(
+    specs: list[tuple[str, str, str, bool]], out: Path, mode: str, shape: tuple[int, int]
+) -> float:
+    """Build and save the table of ``(image, label, patient_id, reorient)`` rows; seconds."""
     import datasets
 
     datasets.disable_progress_bars()
     cache = out.with_name(out.name + "-cache")
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
-    specs = [(c.image_path, c.label_path, c.case_id, c.axial_axis != 2) for c in cases]
     start = time.perf_counter()
     table = datasets.Dataset.from_generator(
         arrow_rows,

@@ -36,17 +36,7 @@ SECTIONS = (
     "scale",
 )
 #: Sections in the order the report shows them.
-REPORT_ORDER = (
-    "bytes",
-    "conversion",
-    "slices",
-    "loader",
-    "volume",
-    "patch",
-    "stats",
-    "realct",
-    "scale",
-)
+REPORT_ORDER = ("bytes", "conversion", *SECTIONS[2:])
 
 _T0 = time.perf_counter()
 
@@ -65,43 +55,19 @@ def load1() -> float | None:
 
 
 @dataclass(frozen=True)
-class Config:
-    """What one run measures (see ``--help``)."""
+class Config(TreeSettings):
+    """What one run measures (see ``--help``): the tree's settings and the study's own."""
 
-    quick: bool
-    n_cases: int
-    slices: tuple[int, int]
-    shape: tuple[int, int]
-    seed: int
-    reads: int
-    warmup: int
     loader_slices: int
     loader_rounds: int
-    volume_repeats: int
     patches: int
     patch_warmup: int
     patch_size: tuple[int, int, int]
     stats_repeats: int
-    ingest_repeats: int
     scale_shape: tuple[int, int, int]
     scale_cases: int | None
     open_repeats: int
     sections: tuple[str, ...]
-
-    def tree_settings(self) -> TreeSettings:
-        """The settings ``benchmarks.study.tree`` generates and ingests the tree with."""
-        return TreeSettings(
-            n_cases=self.n_cases,
-            slices=self.slices,
-            shape=self.shape,
-            seed=self.seed,
-            reads=self.reads,
-            warmup=self.warmup,
-            first_touch_reads=0,
-            volume_repeats=self.volume_repeats,
-            ingest_repeats=self.ingest_repeats,
-            quick=self.quick,
-        )
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
@@ -154,6 +120,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
         seed=args.seed,
         reads=60 if quick else 200,
         warmup=5 if quick else 10,
+        first_touch_reads=0,
         loader_slices=192 if quick else 800,
         loader_rounds=3,  # the median of 3: one short round swung 0.8x-1.6x in CI
         volume_repeats=1 if quick else 3,

@@ -7,6 +7,7 @@ mapped to the file's voxel axis through ``io_orientation(affine)`` and checked p
 from __future__ import annotations
 
 import gc
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -194,6 +195,19 @@ def time_interleaved(
             readers[name](case, z)
             samples[name].append(time.perf_counter() - start)
     return samples
+
+
+def per_case_medians(
+    order: Sequence[BenchCase], samples: dict[str, list[float]]
+) -> dict[str, dict[str, float]]:
+    """``{contender: {case_id: median seconds}}`` of reads timed in ``order``."""
+    per_case: dict[str, dict[str, float]] = {}
+    for key, ts in samples.items():
+        grouped: dict[str, list[float]] = {}
+        for case, t in zip(order, ts, strict=True):
+            grouped.setdefault(case.case_id, []).append(t)
+        per_case[key] = {cid: statistics.median(v) for cid, v in grouped.items()}
+    return per_case
 
 
 def profile_accessor(

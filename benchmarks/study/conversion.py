@@ -42,7 +42,7 @@ def section_conversion(ws: Workspace, sec: Section) -> None:
     log("conversion: warm-up ingest of a tiny tree (untimed) ...")
     warm_up_ingest(ws)
     log("conversion: ingest runs (each right after a nibabel load) ...")
-    runs, store = measure_ingest(ws.raw, ws.stores, cases, ws.cfg.tree_settings())
+    runs, store = measure_ingest(ws.raw, ws.stores, cases, ws.cfg)
     ws.store = store
     builds: list[dict[str, Any]] = []
     plan: list[tuple[str, str, Callable[[], float]]] = [

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from benchmarks.common import fmt_seconds, markdown_table, summarize
+from benchmarks.common import markdown_table, summarize
 from benchmarks.study.anchors import Box, arrow_box, clip_box, file_box, same_values
 from benchmarks.study.config import log
 from benchmarks.study.contenders import time_interleaved
-from benchmarks.study.results import Section, speed
+from benchmarks.study.results import Section, latency_row, speed
 from benchmarks.study.tree import BenchCase
 from benchmarks.study.workspace import Workspace
 
@@ -21,19 +21,18 @@ PATCH_LABELS = {
     "ours": "**ours** `PatchSequence[i]` (float32 / int64, padded)",
 }
 
+#: The anchors of the ratio columns, in the table's order.
+ANCHORS = ("nibabel", "arrow3d", "npy")
+
 
 def section_patch(ws: Workspace, sec: Section) -> None:
     """3D patch reads: the patches PatchSequence draws, read by every contender."""
     from ctspine_zarr.sampling import PatchSequence
 
-    cfg = ws.cfg
-    store = ws.ensure_store()
-    cases = ws.cases
-    con = ws.contenders()
-    table = ws.arrow("3d", "numpy")
-    arrays = ws.npy()
-    by_id = {c.case_id: c for c in cases}
-    row_of = {c.case_id: i for i, c in enumerate(cases)}
+    cfg, store = ws.cfg, ws.ensure_store()
+    con, table, arrays = ws.anchors("3d")
+    by_id = {c.case_id: c for c in ws.cases}
+    row_of = {c.case_id: i for i, c in enumerate(ws.cases)}
     n = cfg.patches + cfg.patch_warmup
     seq = PatchSequence(
         store, split=None, patch_size=cfg.patch_size, samples_per_epoch=n, seed=cfg.seed
@@ -84,15 +83,7 @@ def section_patch(ws: Workspace, sec: Section) -> None:
     samples = time_interleaved(readers, timed, warm)
     sums = {k: summarize(v) for k, v in samples.items()}
     rows = [
-        [
-            label,
-            str(sums[key].n),
-            fmt_seconds(sums[key].p50),
-            fmt_seconds(sums[key].p95),
-            speed(sums["nibabel"].p50, sums[key].p50),
-            speed(sums["arrow3d"].p50, sums[key].p50),
-            speed(sums["npy"].p50, sums[key].p50),
-        ]
+        latency_row(label, sums[key], *(speed(sums[a].p50, sums[key].p50) for a in ANCHORS))
         for key, label in PATCH_LABELS.items()
     ]
     pz, py, px = cfg.patch_size

@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ratio
+from benchmarks.common import Summary, fmt_seconds, ratio
 from benchmarks.study.tree import BenchCase
 
 #: Goal id, description, comparison, threshold and issue of every headline ratio.
@@ -98,3 +98,8 @@ def nii_bytes(cases: Sequence[BenchCase]) -> tuple[int, int]:
         sum(os.path.getsize(c.image_path) for c in cases),
         sum(os.path.getsize(c.label_path) for c in cases),
     )
+
+
+def latency_row(label: str, summary: Summary, *ratios: str) -> list[str]:
+    """A table row: label, reads, p50, p95, then the given ratios."""
+    return [label, str(summary.n), fmt_seconds(summary.p50), fmt_seconds(summary.p95), *ratios]

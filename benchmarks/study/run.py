@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import shutil
 import tempfile
 import time
 import traceback
@@ -24,6 +23,7 @@ from benchmarks.common import (
     machine_info,
     machine_lines,
     markdown_table,
+    work_directory,
     write_json,
 )
 from benchmarks.study.bytes import section_bytes
@@ -203,17 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg, args = parse_args(argv)
     machine = machine_info(PACKAGES)
     code = git_state(REPO)
-    if args.workdir is not None:
-        workdir = args.workdir.resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        cleanup = False
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="ctspine-bench-"))
-        cleanup = True
-    log(f"workdir {workdir}; sections {', '.join(cfg.sections)}")
-    start = time.perf_counter()
-    ws = Workspace(workdir, cfg)
-    try:
+    with work_directory(args.workdir) as workdir:
+        log(f"workdir {workdir}; sections {', '.join(cfg.sections)}")
+        start = time.perf_counter()
+        ws = Workspace(workdir, cfg)
         sections = run_sections(ws)
         ws.close()
         wall = time.perf_counter() - start
@@ -222,9 +215,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError:
             load_end = None
         text, payload = report(cfg, ws, sections, machine, code, load_end, wall)
-    finally:
-        if cleanup:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(text)
     if args.json is not None:
         json_path = args.json

@@ -23,7 +23,7 @@ from benchmarks.study.contenders import (
     random_pairs,
     time_interleaved,
 )
-from benchmarks.study.results import Ratio, Section, speed
+from benchmarks.study.results import Ratio, Section, latency_row, speed
 from benchmarks.study.tree import BenchCase
 from benchmarks.study.workspace import Workspace
 
@@ -49,12 +49,8 @@ def section_slices(ws: Workspace, sec: Section) -> None:
     """Random slice-pair latency of every contender on the same pairs, interleaved."""
     from ctspine_zarr.sampling import SliceSequence
 
-    cfg = ws.cfg
-    store = ws.ensure_store()
-    cases = ws.cases
-    con = ws.contenders()
-    table = ws.arrow("2d", "numpy")
-    arrays = ws.npy()
+    cfg, store, cases = ws.cfg, ws.ensure_store(), ws.cases
+    con, table, arrays = ws.anchors("2d")
     seq = SliceSequence(store, split=None)
     item_of = {
         (seq.case_ids[int(c)], int(z)): i
@@ -98,16 +94,14 @@ def section_slices(ws: Workspace, sec: Section) -> None:
         for key, ts in samples.items():
             by_variant.setdefault(case.variant, {}).setdefault(key, []).append(ts[n])
     rows = [
-        [
+        latency_row(
             label,
-            str(sums[key].n),
-            fmt_seconds(sums[key].p50),
-            fmt_seconds(sums[key].p95),
+            sums[key],
             speed(sums["nibabel"].p50, sums[key].p50),
             speed(sums["nibabel"].p95, sums[key].p95),
             speed(sums["arrow2d"].p50, sums[key].p50),
             speed(sums["npy"].p50, sums[key].p50),
-        ]
+        )
         for key, label in SLICE_LABELS.items()
     ]
     sec.lines += [

@@ -9,7 +9,7 @@ import numpy as np
 
 from benchmarks.common import fmt_ratio, fmt_seconds, markdown_table, ratio
 from benchmarks.study.config import log
-from benchmarks.study.contenders import time_interleaved
+from benchmarks.study.contenders import per_case_medians, time_interleaved
 from benchmarks.study.results import Ratio, Section, speed
 from benchmarks.study.tree import BenchCase
 from benchmarks.study.workspace import Workspace
@@ -24,11 +24,8 @@ VOLUME_LABELS = {
 
 def section_volume(ws: Workspace, sec: Section) -> None:
     """Whole-volume reads, per case, interleaved; medians over cases of per-case medians."""
-    cfg = ws.cfg
-    cases = ws.cases
-    con = ws.contenders()
-    table = ws.arrow("3d", "numpy")
-    arrays = ws.npy()
+    cfg, cases = ws.cfg, ws.cases
+    con, table, arrays = ws.anchors("3d")
     row_of = {c.case_id: i for i, c in enumerate(cases)}
 
     def arrow_volume(case: BenchCase, _: int = 0) -> object:
@@ -49,12 +46,7 @@ def section_volume(ws: Workspace, sec: Section) -> None:
     order = [c for _ in range(cfg.volume_repeats) for c in cases]
     log(f"volume: {len(order)} reads x {len(readers)} contenders ...")
     samples = time_interleaved(readers, [(c, 0) for c in order], [(small, 0)])
-    per_case: dict[str, dict[str, float]] = {}
-    for key, ts in samples.items():
-        grouped: dict[str, list[float]] = {}
-        for case, t in zip(order, ts, strict=True):
-            grouped.setdefault(case.case_id, []).append(t)
-        per_case[key] = {cid: statistics.median(v) for cid, v in grouped.items()}
+    per_case = per_case_medians(order, samples)
     med = {k: statistics.median(v.values()) for k, v in per_case.items()}
     tot = {k: sum(v.values()) for k, v in per_case.items()}
     n_slices = sum(c.n_z for c in cases)

@@ -47,7 +47,7 @@ class Workspace:
         """The cases of the raw tree (generated on first use, or reused from ``--workdir``)."""
         if self._cases is None:
             log("raw tree: generating (or reusing) ...")
-            cases, seconds = prepare_tree(self.raw, self.cfg.tree_settings())
+            cases, seconds = prepare_tree(self.raw, self.cfg)
             read_through([p for c in cases for p in (c.image_path, c.label_path)])
             self._cases, self.generate_s = cases, seconds
             for case in cases:
@@ -135,6 +135,10 @@ class Workspace:
             self._contenders = Contenders(self.ensure_store(), self.cases)
             self._gzip_index_s = self._contenders.build_gzip_indexes()
         return self._contenders
+
+    def anchors(self, arrow_mode: str) -> tuple[Contenders, Any, dict[str, Any]]:
+        """The kept-open NIfTI readers, the Arrow ``arrow_mode`` table and the .npy memmaps."""
+        return self.contenders(), self.arrow(arrow_mode, "numpy"), self.npy()
 
     @property
     def gzip_index_s(self) -> float | None:
