@@ -23,7 +23,7 @@ def section_realct(ws: Workspace, sec: Section) -> None:
     """pydicom-data's real CT slices as one-slice NIfTI pairs, ingested: bytes vs .nii.gz."""
     import zarr
 
-    from benchmarks.codecs import data_store_dir, load_real_slices
+    from benchmarks.codecs.data import data_store_dir, load_real_slices
 
     raw = ws.root / "raw-realct"
     store = ws.stores / "realct.zarr"
