@@ -56,6 +56,7 @@ from benchmarks.common import (
     work_directory,
     write_json,
 )
+from benchmarks.study.config import parse_tree_args, tree_parser
 from benchmarks.study.contenders import (
     Contenders,
     check_mapping,
@@ -240,14 +241,11 @@ def volume_table(per_case: dict[str, dict[str, float]]) -> tuple[str, dict[str, 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespace]:
     """Parse the command line into settings and the remaining options."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.ingest_read",
-        description="Benchmark ctspine_zarr ingest and reads against nibabel on .nii.gz files.",
+    parser = tree_parser(
+        "python -m benchmarks.ingest_read",
+        "Benchmark ctspine_zarr ingest and reads against nibabel on .nii.gz files.",
+        "write the results as JSON here",
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="3 cases of 60-100 slices, fewer reads (CI smoke)"
-    )
-    parser.add_argument("--cases", type=int, help="number of cases (default 6, quick 3)")
     parser.add_argument(
         "--slices",
         type=int,
@@ -256,25 +254,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         help="slices per case (default 100 300, quick 60 100)",
     )
     parser.add_argument("--reads", type=int, help="random slice reads (default 200, quick 60)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the tree and the pairs")
-    parser.add_argument("--json", type=Path, help="write the results as JSON here")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        help="keep the raw tree and store here and reuse the tree when its settings match "
-        "(default: a temporary directory, removed at the end)",
-    )
     parser.add_argument(
         "--profile",
         type=Path,
         metavar="OUT.txt",
         help="also profile the accessor slice reads with pyinstrument, text report here",
     )
-    args = parser.parse_args(argv)
-    quick = bool(args.quick)
-    n_cases = args.cases if args.cases is not None else (3 if quick else 6)
-    if n_cases < 1:
-        parser.error("--cases must be >= 1")
+    args, quick, n_cases = parse_tree_args(parser, argv)
     slices = tuple(args.slices) if args.slices else ((60, 100) if quick else (100, 300))
     reads = args.reads if args.reads is not None else (60 if quick else 200)
     settings = Settings(

@@ -70,27 +70,47 @@ class Config(TreeSettings):
     sections: tuple[str, ...]
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
-    """Parse the command line into the run's settings."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks",
-        description="The ctspine_zarr benchmark: store vs nibabel .nii.gz, HF Arrow and .npy.",
-    )
+def tree_parser(prog: str, description: str, json_help: str) -> argparse.ArgumentParser:
+    """A parser with the options of every benchmark on a generated tree.
+
+    ``--quick``, ``--cases``, ``--seed``, ``--json`` and ``--workdir``; the caller adds its own.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         "--quick", action="store_true", help="CI size: 3 cases of 60-100 slices, fewer reads"
     )
     parser.add_argument("--cases", type=int, help="synthetic cases (default 6, quick 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the tree and the draws")
-    parser.add_argument(
-        "--json", type=Path, help="write the results here (default: a temporary file)"
-    )
-    parser.add_argument("--markdown", type=Path, help="also write the report here")
+    parser.add_argument("--json", type=Path, help=json_help)
     parser.add_argument(
         "--workdir",
         type=Path,
         help="keep the files here and reuse the raw tree when its settings match "
         "(default: a temporary directory, removed at the end)",
     )
+    return parser
+
+
+def parse_tree_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, bool, int]:
+    """Parse ``argv``; return the options, whether ``--quick``, and the number of cases."""
+    args = parser.parse_args(argv)
+    quick = bool(args.quick)
+    n_cases = args.cases if args.cases is not None else (3 if quick else 6)
+    if n_cases < 1:
+        parser.error("--cases must be >= 1")
+    return args, quick, n_cases
+
+
+def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
+    """Parse the command line into the run's settings."""
+    parser = tree_parser(
+        "python -m benchmarks",
+        "The ctspine_zarr benchmark: store vs nibabel .nii.gz, HF Arrow and .npy.",
+        "write the results here (default: a temporary file)",
+    )
+    parser.add_argument("--markdown", type=Path, help="also write the report here")
     parser.add_argument(
         "--only",
         help=f"comma-separated sections to run (default: all): {','.join(SECTIONS)}",
@@ -100,11 +120,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Config, argparse.Namespace]:
         type=int,
         help="cases of the scale section (default: all 1,005 names of the split file)",
     )
-    args = parser.parse_args(argv)
-    quick = bool(args.quick)
-    n_cases = args.cases if args.cases is not None else (3 if quick else 6)
-    if n_cases < 1:
-        parser.error("--cases must be >= 1")
+    args, quick, n_cases = parse_tree_args(parser, argv)
     sections: tuple[str, ...] = SECTIONS
     if args.only:
         wanted = [s.strip() for s in args.only.split(",") if s.strip()]
