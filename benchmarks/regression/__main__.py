@@ -2,7 +2,9 @@
 
 Every ``time_*`` method of every class (for each of its ``params``) is timed as asv does:
 ``setup`` first, then ``repeat`` rounds (default 5) of ``number`` calls (default: as many as
-fill about 0.1 s), reporting the median seconds a call.
+fill about 0.1 s), reporting the median seconds a call. The benchmark files import only
+the package and ``_data`` (relatively), so that asv, which imports this folder as its own
+package, collects them as well; this runner's own imports wait until it runs.
 """
 
 from __future__ import annotations
@@ -20,16 +22,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import benchmarks.regression as package
-from benchmarks.common import fmt_seconds, markdown_table
-
 
 def benchmarks() -> Iterator[tuple[str, type]]:
     """``(module.Class, class)`` of every benchmark class, in file order."""
-    for info in pkgutil.iter_modules(package.__path__):
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name.startswith("_"):
             continue
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        module = importlib.import_module(f"{__package__}.{info.name}")
         for name, cls in inspect.getmembers(module, inspect.isclass):
             if cls.__module__ == module.__name__ and any(m.startswith("time_") for m in dir(cls)):
                 yield f"{info.name}.{name}", cls
@@ -59,6 +58,8 @@ def time_one(cls: type, method: str, args: tuple[Any, ...]) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmarks whose ``module.Class.method`` name contains ``--only``."""
+    from benchmarks.common import fmt_seconds, markdown_table
+
     parser = argparse.ArgumentParser(prog="python -m benchmarks.regression")
     parser.add_argument("--only", default="", help="run the names containing this text")
     parser.add_argument("--json", type=Path, help="write {name: seconds} here")

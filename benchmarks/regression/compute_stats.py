@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.regression import _data
+from . import _data
 
 
 class Statistics:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.regression import _data
+from . import _data
 
 
 class SliceRead:
