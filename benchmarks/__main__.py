@@ -1,4 +1,4 @@
-"""``python -m benchmarks``: the one-command benchmark of ctspine_zarr (``benchmarks/suite.py``).
+"""``python -m benchmarks``: the comparative study of ctspine_zarr (``benchmarks/study/``).
 
 Run from the repository root::
 
@@ -6,7 +6,7 @@ Run from the repository root::
                          [--only SECTIONS]
 
 Nothing is imported at module level: the ingest's "processes" scheduler starts its workers
-with ``spawn``, and they must not pay for torch, datasets and the rest of the suite.
+with ``spawn``, and they must not pay for torch, datasets and the rest of the study.
 """
 
 from __future__ import annotations
@@ -14,6 +14,6 @@ from __future__ import annotations
 import sys
 
 if __name__ == "__main__":
-    from benchmarks.suite import main
+    from benchmarks.study.run import main
 
     sys.exit(main())

@@ -11,9 +11,11 @@ import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,6 +41,7 @@ __all__ = [
     "summarize",
     "time_call",
     "time_calls",
+    "work_directory",
     "write_json",
 ]
 
@@ -439,6 +442,23 @@ def resident_fraction(path: str | os.PathLike[str]) -> float | None:
             resident += sum(byte & 1 for byte in bytes(vec))
             total += pages
     return resident / total if total else None
+
+
+@contextmanager
+def work_directory(
+    path: str | os.PathLike[str] | None, prefix: str = "ctspine-bench-"
+) -> Iterator[Path]:
+    """Yield ``path`` (created, then kept) or a temporary directory removed at the end."""
+    if path is not None:
+        kept = Path(path).resolve()
+        kept.mkdir(parents=True, exist_ok=True)
+        yield kept
+        return
+    temporary = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield temporary
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
 
 
 def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:

@@ -22,7 +22,6 @@ repository root::
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -30,9 +29,6 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.common import NOISE_NOTE, machine_info, machine_lines, markdown_table
 from ctspine_zarr.nifti import read_volume

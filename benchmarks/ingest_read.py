@@ -30,28 +30,14 @@ Timings on a shared machine are noisy; read the medians and the ratios.
 from __future__ import annotations
 
 import argparse
-import gc
-import json
-import os
-import shutil
 import statistics
 import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from types import EllipsisType
-from typing import Any, cast
+from typing import Any
 
-import nibabel as nib
 import numpy as np
-import zarr
-from nibabel.orientations import io_orientation
-from nibabel.spatialimages import SpatialImage
-
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import ctspine_zarr
 from benchmarks.common import (
@@ -67,526 +53,29 @@ from benchmarks.common import (
     markdown_table,
     ratio,
     summarize,
-    time_call,
+    work_directory,
     write_json,
 )
-from ctspine_zarr.synthetic import make_raw_tree
-
-TREE_MARKER = "benchmark-tree.json"
-SCHEDULERS = ("processes", "threads")
-WORKER_COUNTS = (1, 2)
-GOAL_BYTES_RATIO = 0.8
-GOAL_INGEST_RATIO = 3.0
-GOAL_SPEEDUP = 1.7
-
-Reader = Callable[["BenchCase", int], object]
-Index = tuple[int | slice | EllipsisType, ...]
-
-
-def load_nifti(path: str, *, keep_file_open: bool = False) -> SpatialImage:
-    """``nib.load`` typed as the spatial image it returns for a NIfTI file."""
-    return cast(SpatialImage, nib.load(path, keep_file_open=keep_file_open))
-
-
-# --------------------------------------------------------------------------------------------
-# Settings and cases
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Settings:
-    """What one run measures (see ``--help``)."""
-
-    n_cases: int
-    slices: tuple[int, int]
-    shape: tuple[int, int]
-    seed: int
-    reads: int
-    warmup: int
-    first_touch_reads: int
-    volume_repeats: int
-    ingest_repeats: int
-    quick: bool
-
-    def tree_key(self) -> dict[str, Any]:
-        """Return the settings that determine the generated raw tree."""
-        return {
-            "n_cases": self.n_cases,
-            "slices": list(self.slices),
-            "shape": list(self.shape),
-            "seed": self.seed,
-        }
-
-
-@dataclass(frozen=True)
-class BenchCase:
-    """One case of the raw tree and where its axial slices lie in the source file.
-
-    Attributes
-    ----------
-    case_id, source, variant
-        As written by :func:`ctspine_zarr.synthetic.make_raw_tree`.
-    image_path, label_path
-        The ``.nii.gz`` files.
-    file_shape
-        Voxel shape of the file (its own axis order).
-    axial_axis
-        File axis that becomes the store's ``z`` (canonical superior axis).
-    axial_flip
-        Whether file index ``n - 1 - z`` holds store slice ``z``.
-    """
-
-    case_id: str
-    source: str
-    variant: str
-    image_path: str
-    label_path: str
-    file_shape: tuple[int, int, int]
-    axial_axis: int
-    axial_flip: bool
-
-    @property
-    def n_z(self) -> int:
-        """Number of axial slices."""
-        return self.file_shape[self.axial_axis]
-
-    def axial_index(self, z: int) -> Index:
-        """Return the file index tuple of store slice ``z`` (the same anatomical slice)."""
-        index: list[int | slice] = [slice(None)] * 3
-        index[self.axial_axis] = self.n_z - 1 - z if self.axial_flip else z
-        return tuple(index)
-
-    def third_axis_index(self, z: int) -> Index:
-        """Return ``[..., k]`` with ``k`` spread over the file's third axis as ``z`` is."""
-        k = z * self.file_shape[2] // self.n_z
-        return (Ellipsis, k)
-
-    @property
-    def nii_bytes(self) -> tuple[int, int]:
-        """Sizes of the image and label ``.nii.gz`` files."""
-        return os.path.getsize(self.image_path), os.path.getsize(self.label_path)
-
-
-def describe_case(case_id: str, source: str, variant: str, image: str, label: str) -> BenchCase:
-    """Read a case's NIfTI header and locate its axial axis in the file."""
-    img = load_nifti(image)
-    shape = tuple(int(n) for n in img.shape[:3])
-    assert len(shape) == 3
-    ornt = io_orientation(img.affine)
-    axis = int(np.flatnonzero(ornt[:, 0] == 2)[0])
-    return BenchCase(
-        case_id=case_id,
-        source=source,
-        variant=variant,
-        image_path=image,
-        label_path=label,
-        file_shape=(shape[0], shape[1], shape[2]),
-        axial_axis=axis,
-        axial_flip=bool(ornt[axis, 1] < 0),
-    )
-
-
-def prepare_tree(raw: Path, settings: Settings) -> tuple[list[BenchCase], float | None]:
-    """Generate the raw tree, or reuse one a previous run wrote with the same settings.
-
-    Returns
-    -------
-    cases, seconds
-        The cases and the generation time (None when the tree was reused).
-    """
-    marker = raw / TREE_MARKER
-    if marker.is_file():
-        saved = json.loads(marker.read_text(encoding="utf-8"))
-        if saved.get("settings") == settings.tree_key() and all(
-            os.path.isfile(c["image"]) and os.path.isfile(c["label"]) for c in saved["cases"]
-        ):
-            return [describe_case(**c) for c in saved["cases"]], None
-    if raw.exists():
-        shutil.rmtree(raw)
-    seconds, written = time_call(
-        lambda: make_raw_tree(
-            raw,
-            n_cases=settings.n_cases,
-            shape=settings.shape,
-            n_slices=settings.slices,
-            seed=settings.seed,
-        )
-    )
-    listed = [
-        {
-            "case_id": c.case_id,
-            "source": c.source,
-            "variant": c.variant,
-            "image": os.fspath(c.image_path),
-            "label": os.fspath(c.label_path),
-        }
-        for c in written
-    ]
-    write_json(marker, {"settings": settings.tree_key(), "cases": listed})
-    return [describe_case(**c) for c in listed], seconds
-
-
-def read_through(paths: Sequence[str]) -> None:
-    """Read every file once so that all contenders start from the page cache."""
-    for path in paths:
-        with open(path, "rb") as fh:
-            while fh.read(1 << 24):
-                pass
-
-
-# --------------------------------------------------------------------------------------------
-# 1. Ingest
-# --------------------------------------------------------------------------------------------
-
-
-def remove_store(store: Path) -> None:
-    """Delete a store and the ingest report written next to it."""
-    if store.exists():
-        shutil.rmtree(store)
-    report = Path(os.fspath(store) + ".ingest-report.json")
-    if report.exists():
-        report.unlink()
-
-
-def nibabel_load_all(cases: Sequence[BenchCase]) -> float:
-    """Load every image and label in full with nibabel, serially; return the seconds.
-
-    ``np.asanyarray(nib.load(path).dataobj)``: the gzip-decoding floor of an ingest.
-    """
-    gc.collect()
-    start = time.perf_counter()
-    for case in cases:
-        Contenders.volume_nibabel(case)
-    return time.perf_counter() - start
-
-
-def run_ingest(raw: Path, store: Path, *, workers: int, scheduler: str) -> dict[str, Any]:
-    """Ingest ``raw`` into a fresh ``store`` and return its timings and byte counts.
-
-    The dask workers that ran a task are recorded (thread ident or process id), which
-    shows whether the cases were spread over the workers.
-
-    Raises
-    ------
-    RuntimeError
-        When a case was not ingested.
-    """
-    from dask.callbacks import Callback
-
-    remove_store(store)
-    gc.collect()
-    worker_ids: set[Any] = set()
-
-    def posttask(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
-        worker_ids.add(worker_id)
-
-    load = os.getloadavg()[0]
-    cpu_before = os.times()
-    with Callback(posttask=posttask):
-        wall, report = time_call(
-            lambda: ctspine_zarr.ingest(
-                raw, store, workers=workers, scheduler=scheduler, progress=False
-            )
-        )
-    cpu_after = os.times()
-    bad = [o for o in report.outcomes if o.status != "ingested"]
-    if bad:
-        raise RuntimeError(f"ingest {scheduler}/{workers}: " + "; ".join(o.problem for o in bad))
-    # this process's threads; a process pool's workers are not counted (still alive)
-    cpu = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
-    return {
-        "scheduler": scheduler,
-        "workers": workers,
-        "wall_s": wall,
-        "report_s": report.seconds,
-        "sum_case_s": sum(o.seconds for o in report.outcomes),
-        "workers_used": len(worker_ids),
-        "cpu_s": cpu if scheduler != "processes" or workers == 1 else None,
-        "load_1min_at_start": round(load, 2),
-        "bytes_in": sum(o.bytes_in for o in report.outcomes),
-        "bytes_out_reported": sum(o.bytes_out for o in report.outcomes),
-        "store_bytes": dir_bytes(store),
-        "n_slices": sum(o.n_slices for o in report.outcomes),
-        "case_s": {o.case_id: o.seconds for o in report.outcomes},
-    }
-
-
-def measure_ingest(
-    raw: Path, stores: Path, cases: Sequence[BenchCase], settings: Settings
-) -> tuple[list[dict[str, Any]], Path]:
-    """Run every (scheduler, workers) ingest into a fresh store, each after a nibabel load.
-
-    The nibabel serial load of all files runs right before each ingest, so that every ratio
-    compares two measurements taken under the same load of the machine. With
-    ``settings.ingest_repeats`` > 1 the configurations run in interleaved rounds.
-
-    Returns
-    -------
-    runs, store
-        One dict per configuration: its median run by wall time (the faster of the middle
-        two for an even count), with the adjacent nibabel time under ``nibabel_s`` and every
-        run's wall time under ``wall_all_s``; and the store of the first run, kept for reads.
-    """
-    keep = stores / "store.zarr"
-    remove_store(keep)
-    configs = [(scheduler, workers) for scheduler in SCHEDULERS for workers in WORKER_COUNTS]
-    results: dict[tuple[str, int], list[dict[str, Any]]] = {c: [] for c in configs}
-    for _ in range(settings.ingest_repeats):
-        for scheduler, workers in configs:
-            store = stores / f"ingest-{scheduler}-{workers}.zarr"
-            nibabel_s = nibabel_load_all(cases)
-            result = run_ingest(raw, store, workers=workers, scheduler=scheduler)
-            result["nibabel_s"] = nibabel_s
-            results[scheduler, workers].append(result)
-            print(
-                f"ingest {scheduler}/{workers}: {result['wall_s']:.1f} s "
-                f"(nibabel load before it: {nibabel_s:.1f} s)",
-                file=sys.stderr,
-            )
-            if not keep.exists():
-                store.rename(keep)
-            remove_store(store)
-    runs: list[dict[str, Any]] = []
-    for config in configs:
-        ordered = sorted(results[config], key=lambda r: r["wall_s"])
-        median = dict(ordered[(len(ordered) - 1) // 2])
-        median["wall_all_s"] = [r["wall_s"] for r in results[config]]
-        runs.append(median)
-    return runs, keep
-
-
-# --------------------------------------------------------------------------------------------
-# 2. Bytes
-# --------------------------------------------------------------------------------------------
-
-
-def store_breakdown(store: Path) -> dict[str, int]:
-    """Return the store's bytes on disk by part: image, label, other case files, root."""
-    parts = {"image": 0, "label": 0, "case_other": 0, "root": 0}
-    for dirpath, _, files in os.walk(store):
-        for name in files:
-            full = Path(dirpath, name)
-            rel = full.relative_to(store).parts
-            if rel[0] == "cases" and len(rel) >= 4 and rel[2] in ("image", "label"):
-                key = rel[2]
-            elif rel[0] == "cases" and len(rel) >= 3:
-                key = "case_other"
-            else:
-                key = "root"
-            parts[key] += full.stat().st_size
-    return parts
-
-
-# --------------------------------------------------------------------------------------------
-# 3. Reads
-# --------------------------------------------------------------------------------------------
-
-
-class Contenders:
-    """Open everything once: the catalogue, the zarr arrays and the NIfTI files."""
-
-    def __init__(self, store: Path, cases: Sequence[BenchCase]) -> None:
-        self.ds = ctspine_zarr.open(store)
-        self.arrays: dict[str, tuple[Any, Any]] = {}
-        for case in cases:
-            # open the case group by path: the root's consolidated metadata need not list it
-            group = zarr.open_group(store, path=f"cases/{case.case_id}", mode="r")
-            self.arrays[case.case_id] = (group["image"], group["label"])
-        self.nifti: dict[str, tuple[SpatialImage, SpatialImage]] = {
-            case.case_id: (
-                load_nifti(case.image_path, keep_file_open=True),
-                load_nifti(case.label_path, keep_file_open=True),
-            )
-            for case in cases
-        }
-
-    def build_gzip_indexes(self) -> float:
-        """Read every kept-open file in full once, so indexed_gzip's seek index is built."""
-        start = time.perf_counter()
-        for image, label in self.nifti.values():
-            np.asanyarray(image.dataobj)
-            np.asanyarray(label.dataobj)
-        return time.perf_counter() - start
-
-    def gzip_file_type(self) -> str:
-        """Name the file object class nibabel reads through (``IndexedGzipFile`` or not)."""
-        image, _ = next(iter(self.nifti.values()))
-        opener = getattr(image.dataobj, "_opener", None)
-        fobj = getattr(opener, "fobj", None)
-        return type(fobj).__name__ if fobj is not None else "unknown (no persistent opener)"
-
-    def close(self) -> None:
-        """Close the kept-open NIfTI files."""
-        for pair in self.nifti.values():
-            for img in pair:
-                opener = getattr(img.dataobj, "_opener", None)
-                if opener is not None:
-                    opener.close_if_mine()
-        self.nifti.clear()
-
-    # -- slice readers: each reads image and label of store slice z of one case --------------
-
-    def accessor_values(self, case: BenchCase, z: int) -> object:
-        """``ds.ctspine.slice(case, z)``, then ``.image.values`` and ``.label.values``."""
-        s = self.ds.ctspine.slice(case.case_id, z)
-        return s.image.values, s.label.values
-
-    def accessor_compute(self, case: BenchCase, z: int) -> object:
-        """``ds.ctspine.slice(case, z).compute()`` (one dask graph for both arrays)."""
-        return self.ds.ctspine.slice(case.case_id, z).compute()
-
-    def zarr_direct(self, case: BenchCase, z: int) -> object:
-        """``image[z]`` and ``label[z]`` on zarr arrays opened once."""
-        image, label = self.arrays[case.case_id]
-        return image[z], label[z]
-
-    def nibabel_warm(self, case: BenchCase, z: int) -> object:
-        """The same anatomical slice from the kept-open files (seek index built)."""
-        image, label = self.nifti[case.case_id]
-        index = case.axial_index(z)
-        return image.dataobj[index], label.dataobj[index]
-
-    def nibabel_third_axis(self, case: BenchCase, z: int) -> object:
-        """``dataobj[..., k]`` from the kept-open files, ``k`` spread like ``z``."""
-        image, label = self.nifti[case.case_id]
-        index = case.third_axis_index(z)
-        return image.dataobj[index], label.dataobj[index]
-
-    @staticmethod
-    def nibabel_first_touch(case: BenchCase, z: int) -> object:
-        """Open both files afresh (no seek index yet) and read the same anatomical slice."""
-        index = case.axial_index(z)
-        image = load_nifti(case.image_path)
-        label = load_nifti(case.label_path)
-        return image.dataobj[index], label.dataobj[index]
-
-    # -- whole-volume readers -----------------------------------------------------------------
-
-    def volume_accessor(self, case: BenchCase, _: int = 0) -> object:
-        """``ds.ctspine.volume(case)``, then ``.image.values`` and ``.label.values``."""
-        vol = self.ds.ctspine.volume(case.case_id)
-        return vol.image.values, vol.label.values
-
-    def volume_zarr(self, case: BenchCase, _: int = 0) -> object:
-        """``image[:]`` and ``label[:]`` on zarr arrays opened once."""
-        image, label = self.arrays[case.case_id]
-        return image[:], label[:]
-
-    @staticmethod
-    def volume_nibabel(case: BenchCase, _: int = 0) -> object:
-        """``np.asanyarray(nib.load(p).dataobj)`` of image and label (the gzip floor)."""
-        return (
-            np.asanyarray(load_nifti(case.image_path).dataobj),
-            np.asanyarray(load_nifti(case.label_path).dataobj),
-        )
-
-
-def check_mapping(contenders: Contenders, cases: Sequence[BenchCase]) -> dict[str, bool]:
-    """Check that nibabel's mapped slice holds the store's slice (sorted values compared)."""
-    result = {}
-    for case in cases:
-        z = case.n_z // 3
-        ours = contenders.zarr_direct(case, z)
-        theirs = contenders.nibabel_warm(case, z)
-        assert isinstance(ours, tuple) and isinstance(theirs, tuple)
-        result[case.case_id] = all(
-            np.array_equal(
-                np.sort(np.asarray(a, dtype=np.float64), axis=None),
-                np.sort(np.asarray(b, dtype=np.float64), axis=None),
-            )
-            for a, b in zip(ours, theirs, strict=True)
-        )
-    return result
-
-
-def random_pairs(
-    cases: Sequence[BenchCase], n: int, rng: np.random.Generator
-) -> list[tuple[BenchCase, int]]:
-    """Draw ``n`` ``(case, z)`` pairs: a case uniformly, then a slice uniformly within it."""
-    picks = rng.integers(0, len(cases), size=n)
-    return [(cases[int(i)], int(rng.integers(0, cases[int(i)].n_z))) for i in picks]
-
-
-def time_interleaved(
-    readers: dict[str, Reader],
-    pairs: Sequence[tuple[BenchCase, int]],
-    warmup: Sequence[tuple[BenchCase, int]] = (),
-    *,
-    own_pairs: dict[str, Sequence[tuple[BenchCase, int]]] | None = None,
-) -> dict[str, list[float]]:
-    """Time every reader on every pair; the order of readers rotates from pair to pair.
-
-    Interleaving spreads the load of other jobs on the machine over all contenders.
-    Warm-up pairs run first for every reader and are not recorded.
-
-    Parameters
-    ----------
-    readers
-        ``{name: reader(case, z)}``.
-    pairs
-        The ``(case, z)`` pairs every reader reads, in this order.
-    warmup
-        Pairs read first by every reader, not recorded.
-    own_pairs
-        Readers that read pairs of their own instead (as many as ``pairs``).
-
-    Returns
-    -------
-    dict
-        Seconds per read, ``{name: [seconds, ...]}`` in pair order.
-    """
-    names = list(readers)
-    own = own_pairs or {}
-    for name, theirs in own.items():
-        if len(theirs) != len(pairs):
-            raise ValueError(f"{name}: {len(theirs)} own pairs, expected {len(pairs)}")
-    for case, z in warmup:
-        for name in names:
-            readers[name](case, z)
-    gc.collect()
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for i, pair in enumerate(pairs):
-        for j in range(len(names)):
-            name = names[(i + j) % len(names)]
-            case, z = own[name][i] if name in own else pair
-            start = time.perf_counter()
-            readers[name](case, z)
-            samples[name].append(time.perf_counter() - start)
-    return samples
-
-
-def profile_accessor(
-    contenders: Contenders, pairs: Sequence[tuple[BenchCase, int]], path: Path
-) -> Path:
-    """Profile ``accessor_values`` over ``pairs`` with pyinstrument; write the text report."""
-    from pyinstrument import Profiler
-
-    profiler = Profiler(interval=0.0002)
-    profiler.start()
-    for case, z in pairs:
-        contenders.accessor_values(case, z)
-    profiler.stop()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(profiler.output_text(unicode=False, color=False), encoding="utf-8")
-    return path
-
-
-# --------------------------------------------------------------------------------------------
-# Report
-# --------------------------------------------------------------------------------------------
-
-
-def have_indexed_gzip() -> bool:
-    """Return nibabel's ``HAVE_INDEXED_GZIP`` (``nibabel.openers`` or ``nibabel._compression``)."""
-    from nibabel import openers
-
-    flag = getattr(openers, "HAVE_INDEXED_GZIP", None)
-    if flag is None:
-        from nibabel import _compression
-
-        flag = getattr(_compression, "HAVE_INDEXED_GZIP", False)
-    return bool(flag)
-
+from benchmarks.study.config import parse_tree_args, tree_parser
+from benchmarks.study.contenders import (
+    Contenders,
+    check_mapping,
+    have_indexed_gzip,
+    per_case_medians,
+    profile_accessor,
+    random_pairs,
+    time_interleaved,
+)
+from benchmarks.study.results import targets
+from benchmarks.study.tree import (
+    SCHEDULERS,
+    BenchCase,
+    Settings,
+    measure_ingest,
+    prepare_tree,
+    read_through,
+    store_breakdown,
+)
 
 SLICE_LABELS = {
     "nibabel_warm": "nibabel + indexed_gzip, files kept open, index built (anchor)",
@@ -745,11 +234,6 @@ def volume_table(per_case: dict[str, dict[str, float]]) -> tuple[str, dict[str, 
     return table, {"median_per_case_s": medians, "sum_s": totals, "per_case_s": per_case}
 
 
-def verdict(ok: bool) -> str:
-    """Return ``PASS`` or ``MISS``."""
-    return "PASS" if ok else "MISS"
-
-
 # --------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------
@@ -757,14 +241,11 @@ def verdict(ok: bool) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Namespace]:
     """Parse the command line into settings and the remaining options."""
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.ingest_read",
-        description="Benchmark ctspine_zarr ingest and reads against nibabel on .nii.gz files.",
+    parser = tree_parser(
+        "python -m benchmarks.ingest_read",
+        "Benchmark ctspine_zarr ingest and reads against nibabel on .nii.gz files.",
+        "write the results as JSON here",
     )
-    parser.add_argument(
-        "--quick", action="store_true", help="3 cases of 60-100 slices, fewer reads (CI smoke)"
-    )
-    parser.add_argument("--cases", type=int, help="number of cases (default 6, quick 3)")
     parser.add_argument(
         "--slices",
         type=int,
@@ -773,25 +254,13 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[Settings, argparse.Na
         help="slices per case (default 100 300, quick 60 100)",
     )
     parser.add_argument("--reads", type=int, help="random slice reads (default 200, quick 60)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the tree and the pairs")
-    parser.add_argument("--json", type=Path, help="write the results as JSON here")
-    parser.add_argument(
-        "--workdir",
-        type=Path,
-        help="keep the raw tree and store here and reuse the tree when its settings match "
-        "(default: a temporary directory, removed at the end)",
-    )
     parser.add_argument(
         "--profile",
         type=Path,
         metavar="OUT.txt",
         help="also profile the accessor slice reads with pyinstrument, text report here",
     )
-    args = parser.parse_args(argv)
-    quick = bool(args.quick)
-    n_cases = args.cases if args.cases is not None else (3 if quick else 6)
-    if n_cases < 1:
-        parser.error("--cases must be >= 1")
+    args, quick, n_cases = parse_tree_args(parser, argv)
     slices = tuple(args.slices) if args.slices else ((60, 100) if quick else (100, 300))
     reads = args.reads if args.reads is not None else (60 if quick else 200)
     settings = Settings(
@@ -872,19 +341,15 @@ def measure_volumes(
         },
         [(c, 0) for c in order],
     )
-    per_case: dict[str, dict[str, float]] = {}
-    for key, ts in samples.items():
-        grouped: dict[str, list[float]] = {}
-        for case, t in zip(order, ts, strict=True):
-            grouped.setdefault(case.case_id, []).append(t)
-        per_case[key] = {cid: statistics.median(v) for cid, v in grouped.items()}
+    per_case = per_case_medians(order, samples)
     return per_case
 
 
 def goals_lines(
     runs: list[dict[str, Any]], bytes_ratio: float | None, slices: dict[str, Any], cpus: int
 ) -> tuple[list[str], dict[str, Any]]:
-    """Return the goal verdict lines and their numbers."""
+    """Return the headline ratios, each with its target (``benchmarks/targets.toml``)."""
+    goal = {k: t.text() for k, t in targets().items()}
     one = {r["scheduler"]: r for r in runs if r["workers"] == 1}
     two = {r["scheduler"]: r for r in runs if r["workers"] == 2}
     winner = min(two, key=lambda s: two[s]["wall_s"])
@@ -894,16 +359,13 @@ def goals_lines(
     slice_ratio = ratio(summaries["nibabel_warm"].p50, summaries["accessor_values"].p50)
     floor_ratio = ratio(summaries["accessor_values"].p50, summaries["zarr_direct"].p50)
     lines = [
-        f"- bytes: store / .nii.gz = {fmt_ratio(bytes_ratio, 3)} (goal <= "
-        f"{GOAL_BYTES_RATIO}x): {verdict(bytes_ratio is not None and bytes_ratio <= 0.8)}",
+        f"- bytes: store / .nii.gz = {fmt_ratio(bytes_ratio, 3)} (target {goal['1']})",
     ]
     for s in SCHEDULERS:
         r, sp = ingest_ratios[s], speedups[s]
         lines.append(
-            f"- ingest {s}: 1 worker / nibabel load = {fmt_ratio(r)} (goal <= "
-            f"{GOAL_INGEST_RATIO}x): {verdict(r is not None and r <= GOAL_INGEST_RATIO)}; "
-            f"2 vs 1 worker = {fmt_ratio(sp)} (goal >= {GOAL_SPEEDUP}x): "
-            f"{verdict(sp is not None and sp >= GOAL_SPEEDUP)}; 2-worker run used "
+            f"- ingest {s}: 1 worker / nibabel load = {fmt_ratio(r)} (target {goal['5a']}); "
+            f"2 vs 1 worker = {fmt_ratio(sp)} (target {goal['6']}); 2-worker run used "
             f"{two[s]['workers_used']} worker(s)"
         )
     lines += [
@@ -920,9 +382,9 @@ def goals_lines(
             "the 2-worker speedups say little about what 2 free cores give"
         )
     numbers = {
-        "bytes_ratio": {"value": bytes_ratio, "goal": f"<= {GOAL_BYTES_RATIO}"},
-        "ingest_1_worker_over_nibabel": {"value": ingest_ratios, "goal": f"<= {GOAL_INGEST_RATIO}"},
-        "speedup_2_over_1_worker": {"value": speedups, "goal": f">= {GOAL_SPEEDUP}"},
+        "bytes_ratio": {"value": bytes_ratio, "target": goal["1"]},
+        "ingest_1_worker_over_nibabel": {"value": ingest_ratios, "target": goal["5a"]},
+        "speedup_2_over_1_worker": {"value": speedups, "target": goal["6"]},
         "faster_scheduler_2_workers": winner,
         "slice_p50_nibabel_over_accessor": slice_ratio,
         "slice_p50_accessor_over_zarr": floor_ratio,
@@ -1029,7 +491,7 @@ def run(settings: Settings, workdir: Path, profile: Path | None) -> tuple[dict[s
         "",
         volume_md,
         "",
-        "## Goals",
+        "## Headline ratios",
         "",
         *goals,
     ]
@@ -1072,18 +534,8 @@ def run(settings: Settings, workdir: Path, profile: Path | None) -> tuple[dict[s
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables; write JSON when asked."""
     settings, args = parse_args(argv)
-    if args.workdir is not None:
-        workdir = args.workdir.resolve()
-        workdir.mkdir(parents=True, exist_ok=True)
-        cleanup = False
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix="ctspine-bench-"))
-        cleanup = True
-    try:
+    with work_directory(args.workdir) as workdir:
         payload, text = run(settings, workdir, args.profile)
-    finally:
-        if cleanup:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(text)
     if args.json is not None:
         path = write_json(args.json, payload)

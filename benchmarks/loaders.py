@@ -38,19 +38,14 @@ import argparse
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import nibabel as nib
 import numpy as np
-
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -66,6 +61,7 @@ from benchmarks.common import (
     markdown_table,
     ratio,
 )
+from benchmarks.study.anchors import save_arrow
 from ctspine_zarr.synthetic import make_raw_tree
 from ctspine_zarr.torch import SliceDataset, default_context
 
@@ -81,55 +77,16 @@ PACKAGES = ("ctspine_zarr", "numpy", "zarr", "numcodecs", "torch", "datasets", "
 # --------------------------------------------------------------------------------------------
 
 
-def _volumetric_sample(path: Path) -> np.ndarray:
-    """As the CTSpine1K loading script: ``get_fdata()`` transposed to ``(z, x, y)``."""
-    return np.transpose(nib.load(path).get_fdata(), (2, 0, 1))
-
-
-def _hf_rows(pairs: Sequence[tuple[str, str]]) -> Iterator[dict[str, Any]]:
-    """Rows of the CTSpine1K script's ``2d`` configuration, one per axial slice."""
-    for pair_idx, (volume_path, label_path) in enumerate(pairs):
-        patient_id = Path(Path(volume_path).stem).stem
-        image = _volumetric_sample(Path(volume_path))
-        segmentation = _volumetric_sample(Path(label_path)).astype(np.uint32)
-        for idx in range(image.shape[0]):
-            yield {
-                "image": image[idx],
-                "segmentation": segmentation[idx],
-                "patient_id": patient_id,
-                "index": pair_idx,
-                "slice_index": idx,
-            }
-
-
 def build_arrow(pairs: Sequence[tuple[Path, Path]], workdir: Path) -> tuple[Any, Path, float]:
-    """Build, save and reload the HF Arrow table; return (dataset, its directory, seconds)."""
+    """Build, save and reload the HF Arrow table; return (dataset, its directory, seconds).
+
+    Built as the CTSpine1K script's ``2d`` configuration (``benchmarks.study.anchors``).
+    """
     import datasets
 
-    datasets.disable_progress_bars()
-    features = datasets.Features(
-        {
-            "image": datasets.Array2D(shape=SHAPE, dtype="float32"),
-            "segmentation": datasets.Array2D(shape=SHAPE, dtype="int32"),
-            "patient_id": datasets.Value("string"),
-            "index": datasets.Value("int32"),
-            "slice_index": datasets.Value("int32"),
-        }
-    )
-    cache = workdir / "hf-cache"
     out = workdir / "arrow"
-    start = time.perf_counter()
-    table = datasets.Dataset.from_generator(
-        _hf_rows,
-        features=features,
-        gen_kwargs={"pairs": [(str(a), str(b)) for a, b in pairs]},
-        cache_dir=str(cache),
-        writer_batch_size=16,
-    )
-    table.save_to_disk(str(out))
-    seconds = time.perf_counter() - start
-    del table
-    shutil.rmtree(cache, ignore_errors=True)
+    specs = [(str(a), str(b), Path(Path(a).stem).stem, False) for a, b in pairs]
+    seconds = save_arrow(specs, out, "2d", SHAPE)
     return datasets.load_from_disk(str(out)).with_format("torch"), out, seconds
 
 

@@ -46,9 +46,6 @@ from typing import Any
 import numpy as np
 import zarr
 
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 import ctspine_zarr
 from benchmarks.common import (
     NOISE_NOTE,

@@ -34,7 +34,8 @@ from ctspine_zarr.slicereader import ZReader, read_blocks
 from ctspine_zarr.synthetic import make_raw_tree
 
 from .common import fmt_ratio, machine_info, machine_lines, markdown_table
-from .ingest_read import BenchCase, describe_case, have_indexed_gzip, load_nifti
+from .study.contenders import have_indexed_gzip
+from .study.tree import BenchCase, describe_case, load_nifti
 
 PIPELINES = {
     "zarr default": "zarr.core.codec_pipeline.BatchedCodecPipeline",
