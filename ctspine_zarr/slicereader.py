@@ -140,12 +140,16 @@ class ZReader:
         )
 
 
-class CaseReaders(NamedTuple):
+# The functional form, so that the field types are objects rather than strings: with the
+# class form and ``from __future__ import annotations`` the generated ``__new__`` keeps them as
+# forward references that no tool can resolve (its ``__module__`` is not this module), and the
+# API reference (docs/api.py) warns.
+CaseReaders = NamedTuple(  # noqa: UP014
+    "CaseReaders", [("image", ZReader), ("label", ZReader), ("affine", np.ndarray)]
+)
+CaseReaders.__doc__ = (
     """The readers of one case's ``image`` and ``label``, and its canonical affine."""
-
-    image: ZReader
-    label: ZReader
-    affine: np.ndarray
+)
 
 
 _Fetch = tuple[Store, Path | None, str, "RangeByteRequest | SuffixByteRequest | None"]
