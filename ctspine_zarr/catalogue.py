@@ -80,11 +80,7 @@ def scan_cases(loc: Location) -> CaseScan:
     ingest rewrites that case.
     """
     scan = CaseScan()
-    names = [
-        n
-        for n in loc.children(CASES_GROUP)
-        if n != "zarr.json" and not (n.startswith(".") and n.endswith(".part"))
-    ]
+    names = [n for n in loc.children(CASES_GROUP) if n != "zarr.json"]
     documents = loc.read_many([f"{CASES_GROUP}/{n}/zarr.json" for n in names])
     for name, raw in zip(names, documents, strict=True):
         if raw is None:

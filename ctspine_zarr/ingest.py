@@ -42,7 +42,7 @@ from .errors import InvalidCaseError, StoreError, printable
 from .integrity import case_problem
 from .labelindex import index_labels
 from .layout import RawCase, find_cases
-from .location import Location, nested, normalise
+from .location import TMP_DIR, Location, nested, normalise
 from .lock import WriterLock
 from .nifti import CanonicalVolume, read_pair
 from .parallel import check_scheduler, check_workers, is_local, progress_bar, run_tasks
@@ -493,6 +493,7 @@ def _prepare(loc: Location, document: dict[str, Any] | None) -> None:
     """Under the lock: drop what a killed ingest left behind, and lay out a new store."""
     loc.delete_prefix(_STAGING)
     loc.delete_prefix(_TRASH)
+    loc.delete_prefix(TMP_DIR)
     cases = _parse(loc.read(f"{CASES_GROUP}/zarr.json"))
     if cases is None or (cases.get("attributes") or {}).get(CASES_MARKER) is not True:
         doc = {"zarr_format": 3, "node_type": "group", "attributes": {CASES_MARKER: True}}
@@ -511,6 +512,7 @@ def _finish(loc: Location) -> None:
     """
     loc.delete_prefix(_TRASH)
     loc.delete_prefix(_STAGING)
+    loc.delete_prefix(TMP_DIR)
     loc.delete(f"{INTERNAL_DIR}/zarr.json")  # zarr's implicit parent group of the staging
 
 

@@ -25,8 +25,12 @@ from zarr.abc.store import Store
 from zarr.buffer import default_buffer_prototype
 
 from .compat import sync
+from .schema import INTERNAL_DIR
 
-__all__ = ["Location", "nested", "normalise"]
+__all__ = ["TMP_DIR", "Location", "nested", "normalise"]
+
+#: Where local atomic writes stage their bytes (inside the writer's folder).
+TMP_DIR = f"{INTERNAL_DIR}/tmp"
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -181,12 +185,16 @@ class Location:
     def put(self, key: str, data: bytes) -> None:
         """Write one object atomically: readers see the old bytes or the new, never a part.
 
-        A local file is written beside and renamed over; one PUT is atomic on object stores.
+        A local file is written in the writer's folder (``.ctspine/tmp``, on the same file
+        system) and renamed over, so that a killed write leaves nothing in the hierarchy that
+        Zarr walks; one PUT is atomic on object stores.
         """
         if self.local_root is not None:
             path = self.local_root / key
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+            scratch = self.local_root / TMP_DIR
+            scratch.mkdir(parents=True, exist_ok=True)
+            tmp = scratch / f"{uuid.uuid4().hex}.part"
             try:
                 with open(tmp, "wb") as fh:
                     fh.write(data)

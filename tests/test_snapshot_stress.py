@@ -428,11 +428,11 @@ def test_sigkill_at_random_points_leaves_a_or_b(tmp_path: Path) -> None:
         # delays over the part of the run that writes (from shortly before the lock is
         # taken to a little after the measured end), where a kill can do damage
         delay = rng.uniform(0.6 * t_lock, 1.1 * duration)
-        child = subprocess.Popen(
-            _ingest_argv(last, store, "--overwrite"),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        output = tmp_path / f"round-{n}.log"
+        with open(output, "w") as log:
+            child = subprocess.Popen(
+                _ingest_argv(last, store, "--overwrite"), stdout=log, stderr=subprocess.STDOUT
+            )
         try:
             time.sleep(delay)
             staging = store / STAGING
@@ -448,7 +448,7 @@ def test_sigkill_at_random_points_leaves_a_or_b(tmp_path: Path) -> None:
             mid_write += 1
             staged_at_kill += staged
         else:
-            assert child.returncode == 0
+            assert child.returncode == 0, output.read_text()
         try:
             found = _read_cases(store, a, b)
         except Exception as err:  # noqa: BLE001 - every kind is reported below
