@@ -35,14 +35,14 @@ from .catalogue import (
     build_catalogue,
     consolidate,
     publish_catalogue,
-    root_attrs,
     scan_cases,
 )
-from .errors import InvalidCaseError, StoreError, printable
+from .claim import STAGING, TRASH, claim, finish, prepare, refuse_nesting, remove_internal_dir
+from .errors import InvalidCaseError, printable
 from .integrity import case_problem
 from .labelindex import index_labels
 from .layout import RawCase, find_cases
-from .location import TMP_DIR, Location, nested, normalise
+from .location import Location
 from .lock import WriterLock
 from .nifti import CanonicalVolume, read_pair
 from .parallel import check_scheduler, check_workers, is_local, progress_bar, run_tasks
@@ -50,10 +50,8 @@ from .remote import url_to_fs, with_default_options
 from .schema import (
     CASES_GROUP,
     COMPLETE_KEY,
-    FORMAT_KEY,
     IMAGE,
     IMAGE_HEADER,
-    INTERNAL_DIR,
     LABEL,
     LABEL_HEADER,
     SHARD_CRC_KEY,
@@ -67,12 +65,6 @@ from .schema import (
 )
 from .shardwriter import write_array
 from .store import forget, is_url
-
-#: Attribute of ``cases/zarr.json`` that marks a ctspine store even when its root document
-#: is damaged (so that a rerun repairs it instead of refusing a "foreign" location).
-CASES_MARKER = "ctspine_zarr_cases"
-_STAGING = f"{INTERNAL_DIR}/staging"
-_TRASH = f"{INTERNAL_DIR}/trash"
 
 __all__ = ["CaseOutcome", "IngestReport", "ingest", "ingest_case"]
 
@@ -218,7 +210,7 @@ def _write_case(
         loc.delete_prefix(final)  # leftovers of an unfinished write of ours, never readable
         target = final
     else:
-        target = f"{_STAGING}/{token}"
+        target = f"{STAGING}/{token}"
     index = index_labels(label.data)
     group = zarr.create_group(loc.store, path=target, attributes={COMPLETE_KEY: False})
     n_z, n_y, n_x = image.data.shape
@@ -292,7 +284,7 @@ def _write_case(
 
 def _switch(loc: Location, staged: str, final: str, token: str) -> None:
     """Put the complete version at ``staged`` in place of ``final``; the old goes to trash."""
-    trash = f"{_TRASH}/{token}"
+    trash = f"{TRASH}/{token}"
     if loc.local_root is not None:
         if not (loc.local_root / final).exists():
             loc.move(staged, final)
@@ -377,151 +369,6 @@ def ingest_case(
         outcome.detail = traceback.format_exc(limit=3)
     outcome.seconds = time.perf_counter() - start
     return outcome
-
-
-def _refuse_nesting(
-    raw: str | os.PathLike,
-    loc: Location,
-    raw_storage_options: dict[str, Any] | None,
-) -> None:
-    """Refuse a store inside the raw tree, or the raw tree inside the store (always)."""
-    if loc.local_root is not None:
-        where = os.fspath(loc.local_root)
-    elif loc.fs is not None and loc.fs_root is not None:
-        protocol = loc.fs.protocol if isinstance(loc.fs.protocol, str) else loc.fs.protocol[0]
-        where = f"{protocol}://{loc.fs_root}"
-    else:
-        return  # an in-memory or other store cannot hold files
-    store_at = normalise(where, loc.storage_options)
-    raw_at = normalise(raw, raw_storage_options)
-    if nested(store_at, raw_at):
-        raise StoreError(
-            f"{loc.text}: the store and the raw tree {os.fspath(raw)} overlap (one is inside "
-            "the other); writing the store there could damage the sources: choose a store "
-            "location outside the raw tree"
-        )
-
-
-def _inspect(loc: Location) -> tuple[str, dict[str, Any] | None, list[str]]:
-    """Say what a location holds: ``("ctspine" | "empty" | "foreign", root doc, foreign keys)``.
-
-    A ctspine store is recognised by its root attrs or, when its root ``zarr.json`` is
-    damaged, by the marker of its ``cases`` group (or, for stores of format 1, a case
-    group's attrs), so that a rerun repairs it.
-    """
-    if loc.local_root is not None and loc.local_root.is_file():
-        return "foreign", None, [os.fspath(loc.local_root)]
-    document = _parse(loc.read("zarr.json"))
-    if document is not None and FORMAT_KEY in (document.get("attributes") or {}):
-        return "ctspine", document, []
-    names = loc.children("")
-    if not names:
-        return "empty", None, []
-    if INTERNAL_DIR in names:  # an ingest of ours runs (or was killed) there: the lock decides
-        return "ctspine", document, []
-    if _has_our_cases(loc):
-        return "ctspine", None, []
-    return "foreign", document, loc.keys()
-
-
-def _parse(raw: bytes | None) -> dict[str, Any] | None:
-    if raw is None:
-        return None
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        return None
-    return document if isinstance(document, dict) else None
-
-
-def _has_our_cases(loc: Location) -> bool:
-    marker = _parse(loc.read(f"{CASES_GROUP}/zarr.json"))
-    if marker is not None and (marker.get("attributes") or {}).get(CASES_MARKER) is True:
-        return True
-    for name in loc.children(CASES_GROUP)[:20]:
-        case = _parse(loc.read(f"{CASES_GROUP}/{name}/zarr.json"))
-        if case is not None and "files" in (case.get("attributes") or {}):
-            return True
-    return False
-
-
-def _claim(
-    loc: Location,
-    *,
-    overwrite: bool,
-    force_clear: bool,
-    announce: Callable[[str], None] | None,
-    report: IngestReport,
-) -> dict[str, Any] | None:
-    """Check that ingest may write to ``loc``; returns the current root document, if any."""
-    state, document, foreign = _inspect(loc)
-    if state != "foreign":
-        return document
-    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-    if not force_clear:
-        what = (
-            "a file"
-            if loc.local_root is not None and loc.local_root.is_file()
-            else (f"{len(foreign)} object(s) that are not a ctspine store ({shown})")
-        )
-        hint = (
-            "--overwrite replaces only a ctspine store or an empty location"
-            if overwrite
-            else "ingest never deletes what it did not write"
-        )
-        raise StoreError(
-            f"{loc.text}: holds {what}; {hint}: choose a new or empty location, or pass "
-            "--force-clear (force_clear=True) to delete them"
-        )
-    if announce is not None:
-        announce(f"--force-clear: deleting {len(foreign)} object(s) at {loc.text}: {shown}")
-    report.cleared = foreign[:100]
-    if loc.local_root is not None and loc.local_root.is_file():
-        loc.local_root.unlink()
-    elif loc.local_root is not None:
-        import shutil
-
-        for child in loc.local_root.iterdir():
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-    else:
-        for key in foreign:
-            loc.delete(key)
-    return None
-
-
-def _prepare(loc: Location, document: dict[str, Any] | None) -> None:
-    """Under the lock: drop what a killed ingest left behind, and lay out a new store."""
-    loc.delete_prefix(_STAGING)
-    loc.delete_prefix(_TRASH)
-    loc.delete_prefix(TMP_DIR)
-    cases = _parse(loc.read(f"{CASES_GROUP}/zarr.json"))
-    if cases is None or (cases.get("attributes") or {}).get(CASES_MARKER) is not True:
-        doc = {"zarr_format": 3, "node_type": "group", "attributes": {CASES_MARKER: True}}
-        loc.put(f"{CASES_GROUP}/zarr.json", json.dumps(doc).encode())
-    if document is None and loc.read("zarr.json") is None:
-        # a new store: readers are told its first ingest did not finish, until it does
-        doc = {"zarr_format": 3, "node_type": "group", "attributes": root_attrs()}
-        loc.put("zarr.json", json.dumps(doc).encode())
-
-
-def _finish(loc: Location) -> None:
-    """After the catalogue switched: delete replaced versions and the writer's folder.
-
-    Only what this package writes there is deleted, and the folder itself only when empty
-    after the lock is released (another ingest may have taken it since).
-    """
-    loc.delete_prefix(_TRASH)
-    loc.delete_prefix(_STAGING)
-    loc.delete_prefix(TMP_DIR)
-    loc.delete(f"{INTERNAL_DIR}/zarr.json")  # zarr's implicit parent group of the staging
-
-
-def _remove_internal_dir(loc: Location) -> None:
-    if loc.local_root is not None:
-        try:
-            (loc.local_root / INTERNAL_DIR).rmdir()
-        except OSError:
-            pass  # not empty: another ingest's lock, or not there
 
 
 def _encode_threads(scheduler: Any, workers: int, n_cases: int) -> int:
@@ -617,15 +464,15 @@ def ingest(
     workers, scheduler = check_workers(workers), check_scheduler(scheduler)
     tree = find_cases(str(raw), storage_options=raw_storage_options)
     loc = Location.resolve(store, storage_options=storage_options)
-    _refuse_nesting(raw, loc, raw_storage_options)
+    refuse_nesting(raw, loc, raw_storage_options)
     report = IngestReport(
         raw=str(raw), store=str(store), split_without_files=tree.split_without_files
     )
-    document = _claim(
-        loc, overwrite=overwrite, force_clear=force_clear, announce=announce, report=report
+    document, report.cleared = claim(
+        loc, overwrite=overwrite, force_clear=force_clear, announce=announce
     )
     with WriterLock(loc):
-        _prepare(loc, document)
+        prepare(loc, document)
         _ingest_locked(
             loc,
             store,
@@ -644,8 +491,8 @@ def ingest(
                 slices_per_shard=slices_per_shard,
             ),
         )
-        _finish(loc)
-    _remove_internal_dir(loc)
+        finish(loc)
+    remove_internal_dir(loc)
     forget(store)
     report.outcomes.sort(key=lambda o: o.case_id)
     report.seconds = time.perf_counter() - started
