@@ -39,7 +39,6 @@ from .vertebrae import VERTEBRA_LABELS, VERTEBRA_NAMES
 __all__ = [
     "CaseScan",
     "build_catalogue",
-    "complete_cases",
     "consolidate",
     "publish_catalogue",
     "root_attrs",
@@ -98,21 +97,6 @@ def scan_cases(loc: Location) -> CaseScan:
         else:
             scan.unfinished.add(name)
     return scan
-
-
-def complete_cases(root: zarr.Group) -> dict[str, dict[str, Any]]:
-    """Return ``{case_id: attrs}`` of every case group marked complete, by a walk of the store."""
-    refresh_listings(root.store)
-    if CASES_GROUP not in root:
-        return {}
-    cases = root[CASES_GROUP]
-    assert isinstance(cases, zarr.Group)
-    found: dict[str, dict[str, Any]] = {}
-    for name, group in cases.groups():
-        attrs = dict(group.attrs)
-        if attrs.get(COMPLETE_KEY) is True:
-            found[name] = attrs
-    return found
 
 
 def build_catalogue(

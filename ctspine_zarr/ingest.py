@@ -501,9 +501,7 @@ def ingest(
     return report
 
 
-def _damaged(
-    loc: Location, store: Any, storage_options: dict[str, Any] | None, repair: bool
-) -> dict[str, str]:
+def _damaged(store: Any, storage_options: dict[str, Any] | None, repair: bool) -> dict[str, str]:
     """``{case_id: problem}`` of the cases a full verification finds damaged (``repair``)."""
     if not repair:
         return {}
@@ -545,7 +543,7 @@ def _ingest_locked(
         )
     scan = scan_cases(loc)
     damaged = dict(scan.damaged)
-    damaged.update(_damaged(loc, store, options["storage_options"], repair))
+    damaged.update(_damaged(store, options["storage_options"], repair))
     todo: list[RawCase] = []
     for case in tree.cases:
         stored = scan.complete.get(case.case_id)
