@@ -31,9 +31,9 @@ from typing import Final
 import numpy as np
 
 from benchmarks.common import NOISE_NOTE, machine_info, machine_lines, markdown_table
-from ctspine_zarr.nifti import read_volume
+from ctspine_zarr.io.nifti import read_volume
 from ctspine_zarr.schema import image_encoding
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.testing.synthetic import make_raw_tree
 
 ARROW_BYTES_PER_VOXEL = 8.0  # float32 image + int32 segmentation
 GOAL_BYTES_PER_VOXEL = ARROW_BYTES_PER_VOXEL / 15

@@ -62,7 +62,7 @@ from benchmarks.common import (
     ratio,
 )
 from benchmarks.study.anchors import save_arrow
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.testing.synthetic import make_raw_tree
 from ctspine_zarr.torch import SliceDataset, default_context
 
 BATCH = 16

@@ -29,9 +29,9 @@ import numpy as np
 import zarr
 
 import ctspine_zarr
-from ctspine_zarr.shardwriter import write_array
-from ctspine_zarr.slicereader import ZReader, read_blocks
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.io.shardwriter import write_array
+from ctspine_zarr.io.slicereader import ZReader, read_blocks
+from ctspine_zarr.testing.synthetic import make_raw_tree
 
 from .common import fmt_ratio, machine_info, machine_lines, markdown_table
 from .study.contenders import have_indexed_gzip

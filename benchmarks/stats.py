@@ -268,7 +268,7 @@ def compare_tables(nibabel_table: str, stats_table: str) -> str:
 def make_data(workdir: Path, n_cases: int, size: int, slices: tuple[int, int]) -> dict[str, Any]:
     """Generate the raw tree, its 4x copy, and ingest both (reused when already there)."""
     import ctspine_zarr
-    from ctspine_zarr.synthetic import make_raw_tree, write_split_file
+    from ctspine_zarr.testing.synthetic import make_raw_tree, write_split_file
 
     marker = workdir / "benchmark-stats-tree.json"
     spec = {"cases": n_cases, "size": size, "slices": list(slices)}

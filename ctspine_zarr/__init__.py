@@ -9,10 +9,10 @@ __version__ = "0.1.0"
 
 from . import accessor as _accessor  # noqa: E402,F401  (registers ds.ctspine)
 from .errors import CaseNotFoundError, CTSpineError, InvalidCaseError, StoreError  # noqa: E402
-from .export import to_nifti  # noqa: E402
-from .ingest import IngestReport, ingest  # noqa: E402
-from .store import open, open_catalogue  # noqa: E402,A004
-from .verify import VerifyReport, verify  # noqa: E402
+from .io.export import to_nifti  # noqa: E402
+from .io.store import open, open_catalogue  # noqa: E402,A004
+from .write.ingest import IngestReport, ingest  # noqa: E402
+from .write.verify import VerifyReport, verify  # noqa: E402
 
 __all__ = [
     "CTSpineError",

@@ -14,10 +14,10 @@ from zarr.abc.store import Store
 
 from .compat import construct_dataset
 from .errors import CaseNotFoundError, StoreError
+from .io.slicereader import case_readers, read_blocks
+from .io.store import is_url, storage_options_of
+from .io.volume import cached_volume, open_volume
 from .schema import CASE_DIM, IMAGE, LABEL
-from .slicereader import case_readers, read_blocks
-from .store import is_url, storage_options_of
-from .volume import cached_volume, open_volume
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -129,7 +129,7 @@ class CTSpineAccessor:
         label
             Export the label map instead of the image.
         """
-        from .export import to_nifti
+        from .io.export import to_nifti
 
         location, options = self._location()
         return to_nifti(location, self._check(case), path, label=label, storage_options=options)
@@ -191,13 +191,13 @@ class CTSpineAccessor:
         window
             ``"bone"`` (W 1800, L 400), ``"soft"`` (W 400, L 40), ``"W,L"`` or ``(W, L)``.
         **kwargs
-            Passed to :func:`ctspine_zarr.show.plot_case` (``y``, ``x``, ``alpha``, ...).
+            Passed to :func:`ctspine_zarr.viz.show.plot_case` (``y``, ``x``, ``alpha``, ...).
 
         Returns
         -------
         matplotlib.figure.Figure
         """
-        from .show import plot_case
+        from .viz.show import plot_case
 
         location, options = self._location()
         return plot_case(

@@ -27,7 +27,7 @@ def _storage_options(text: str | None) -> dict[str, Any] | None:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from .ingest import ingest
+    from .write.ingest import ingest
 
     report = ingest(
         args.raw,
@@ -49,7 +49,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from .info import describe
-    from .store import open_catalogue
+    from .io.store import open_catalogue
 
     ds = open_catalogue(args.store, storage_options=_storage_options(args.storage_options))
     print(describe(ds, location=args.store))
@@ -57,7 +57,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import to_nifti
+    from .io.export import to_nifti
 
     try:
         path = to_nifti(
@@ -75,7 +75,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from .write.verify import verify
 
     report = verify(
         args.store,
@@ -89,7 +89,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .show import save_case_png
+    from .viz.show import save_case_png
 
     try:
         path = save_case_png(
@@ -115,7 +115,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
-    from .synthetic import make_raw_tree
+    from .testing.synthetic import make_raw_tree
 
     cases = make_raw_tree(
         args.dir,
@@ -130,9 +130,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .info import describe
-    from .ingest import ingest
-    from .store import open_catalogue
-    from .synthetic import make_raw_tree
+    from .io.store import open_catalogue
+    from .testing.synthetic import make_raw_tree
+    from .write.ingest import ingest
 
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="ctspine-demo-"))
     raw, store = base / "raw", base / "ctspine1k.zarr"

@@ -11,12 +11,12 @@ Inventory (:data:`TOUCHPOINTS` holds the same as data):
 ==========================================  ====================================================
 private API                                 replacement or fallback
 ==========================================  ====================================================
-zarr ``_encode_sync`` / ``_decode_sync``    replaced: :mod:`ctspine_zarr.shardformat` codes the
+zarr ``_encode_sync`` / ``_decode_sync``    replaced: :mod:`ctspine_zarr.io.shardformat` codes the
                                             store's chunks with numcodecs and google-crc32c
                                             from the codecs' public ``to_dict()``; other codecs
                                             go through the public ``zarr.Array`` path
 ``ShardingCodec._shard_index_size``,        replaced: the index layout of the sharding spec,
-``_get_index_chunk_spec``                   in :class:`ctspine_zarr.shardformat.IndexFormat`
+``_get_index_chunk_spec``                   in :class:`ctspine_zarr.io.shardformat.IndexFormat`
 ``Endian``, ``ShardingCodecIndexLocation``  replaced: strings from ``to_dict()``
 ``zarr.core.buffer``                        replaced: the public ``zarr.buffer``
 ``zarr.core.sync.sync``                     :func:`sync`; fallback: an event loop of our own
@@ -28,13 +28,13 @@ xarray ``Dataset._construct_direct``        :func:`construct_dataset`; fallback:
 dask graph introspection                    :func:`zarr_array_behind`; fallback: None (the
 (``store.storage_options_of``)              accessor then opens cases without the catalogue's
                                             storage options: environment credentials only)
-xarray ``Variable._replace`` (overridden    :class:`ctspine_zarr.volume.LeanVariable`; fallback
+xarray ``Variable._replace`` (overridden    :class:`ctspine_zarr.io.volume.LeanVariable`; fallback
 by the volume's variables, so that views    (missing method, or :func:`forced_fallbacks`):
 keep their key)                             views compute through dask, ~1 ms slower
 ==========================================  ====================================================
 
-``ctspine_zarr.codecs`` imports ``zarr.core`` types to implement zarr's codec interface
-(a codec plug-in must), and :mod:`ctspine_zarr.snapshot` names ``zarr.core.buffer`` types
+``ctspine_zarr.io.codecs`` imports ``zarr.core`` types to implement zarr's codec interface
+(a codec plug-in must), and :mod:`ctspine_zarr.io.snapshot` names ``zarr.core.buffer`` types
 in annotations only.
 """
 

@@ -21,7 +21,7 @@ DataLoader worker opens its own store and never uses its parent's file handles, 
 objects or event loop.
 
 Item path: a slice read is one inner chunk (one axial slice) of a shard per array, read
-through :mod:`ctspine_zarr.slicereader`: the shard index once per process, then only the
+through :mod:`ctspine_zarr.io.slicereader`: the shard index once per process, then only the
 chunk's byte range, decoded synchronously in the calling thread (no xarray, no dask, no
 asyncio round trip per chunk on a local store); the requests of one batch are gathered.
 """
@@ -41,9 +41,9 @@ import numpy.typing as npt
 import zarr
 from zarr.abc.store import Store
 
+from .io.slicereader import CaseReaders, Request, case_readers, read_blocks
+from .io.store import case_group, open_catalogue
 from .schema import CASE_DIM, SLICE_VERTEBRAE, SOURCES, SPLITS, VERTEBRA_DIM
-from .slicereader import CaseReaders, Request, case_readers, read_blocks
-from .store import case_group, open_catalogue
 from .vertebrae import VERTEBRA_LABELS, parse_vertebra
 
 __all__ = [

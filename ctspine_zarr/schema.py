@@ -78,7 +78,7 @@ def image_encoding(codec: str = "default", *, sample: Any = None) -> dict[str, A
         at level 2 and 0.87x with bit shuffle); noisier, air-poor volumes get bit shuffle
         at level 2, 1% larger than level 5 at a third of its encoding time. See
         ``docs/codecs.md``.
-        ``"compact"``: lossless JPEG-LS (:class:`ctspine_zarr.codecs.JpegLsCodec`), 0.52x
+        ``"compact"``: lossless JPEG-LS (:class:`ctspine_zarr.io.codecs.JpegLsCodec`), 0.52x
         gzip-6 on that real slice, at about 5x the default's decoding time, readable where
         ``ctspine-zarr[compact]`` is installed. It is kept only if it is the smaller on the
         sample slices, and never for dtypes it cannot code (int32, float): those cases get
@@ -98,14 +98,14 @@ def image_encoding(codec: str = "default", *, sample: Any = None) -> dict[str, A
         raise ValueError(f"codec must be one of {IMAGE_CODEC_CHOICES}, but is {codec!r}")
     if sample is None:
         if codec == "compact":
-            from .codecs import JpegLsCodec
+            from .io.codecs import JpegLsCodec
 
             return {"serializer": JpegLsCodec(), "compressors": [Crc32cCodec()]}
         return {"serializer": BytesCodec(), "compressors": _blosc(*DEFAULT_BLOSC)}
     blosc_sizes = _blosc_sizes(sample)
     choice = _cheapest(blosc_sizes)
     if codec == "compact":
-        from . import codecs
+        from .io import codecs
 
         if codecs.supports(sample.dtype):
             jpegls = sum(len(codecs.encode(sample[z])) for z in _sample_slices(sample))

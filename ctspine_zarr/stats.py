@@ -66,7 +66,7 @@ Layout
 Per case there is one task per ``slices_per_task`` slices (default: the shard, 32 slices),
 ``ceil(blocks / 8)`` merges when it has more than 8 blocks, and one final task; per split one
 merge per 8 cases. CTSpine1K (1,005 cases of ~500 slices) is ~2e4 tasks. A block task reads
-its slices through :mod:`ctspine_zarr.slicereader` (a whole shard is one read, decoded in the
+its slices through :mod:`ctspine_zarr.io.slicereader` (a whole shard is one read, decoded in the
 task's own thread): through ``zarr.Array`` the event-loop hand-offs were 65% of the time.
 """
 
@@ -90,10 +90,10 @@ from dask.delayed import Delayed, delayed
 
 from . import __version__
 from .errors import CaseNotFoundError, StoreError
+from .io.slicereader import case_readers, read_blocks
+from .io.store import case_group, forget, open_catalogue, to_store
 from .parallel import progress_bar, run_tasks
 from .schema import IMAGE, SLICES_PER_SHARD, SPLITS
-from .slicereader import case_readers, read_blocks
-from .store import case_group, forget, open_catalogue, to_store
 from .vertebrae import (
     ANATOMICAL_ORDER,
     L6_LABEL,
@@ -1200,7 +1200,7 @@ class DatasetStats:
         target.write_text(json.dumps(_json_safe(payload), indent=2) + "\n", "utf-8")
         written.append(target)
         if plots:
-            from .plots import write_stats_plots
+            from .viz.plots import write_stats_plots
 
             written.extend(write_stats_plots(self, out))
         return written
@@ -1282,9 +1282,9 @@ class DatasetStats:
         document is rewritten once, with its consolidated metadata, so readers see either the
         old or the new attrs.
         """
-        from .catalogue import consolidate
-        from .location import Location
-        from .lock import WriterLock
+        from .io.catalogue import consolidate
+        from .io.location import Location
+        from .write.lock import WriterLock
 
         text = os.fspath(location) if isinstance(location, os.PathLike) else location
         store = to_store(text, storage_options=storage_options, read_only=False)

@@ -11,8 +11,8 @@ import zarr.storage
 from zarr.storage import WrapperStore
 
 import ctspine_zarr
-from ctspine_zarr.layout import official_split_file
-from ctspine_zarr.synthetic import SyntheticCase, make_raw_tree
+from ctspine_zarr.io.layout import official_split_file
+from ctspine_zarr.testing.synthetic import SyntheticCase, make_raw_tree
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +65,7 @@ def counting_store(store: Path) -> Iterator[CountingStore]:
     """The session store, read-only, wrapped to count reads."""
     wrapped = CountingStore(zarr.storage.LocalStore(store, read_only=True))
     yield wrapped
-    ctspine_zarr.store.forget(wrapped)
+    ctspine_zarr.io.store.forget(wrapped)
 
 
 class _RequestLog:

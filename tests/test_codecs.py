@@ -13,12 +13,12 @@ import pytest
 import zarr
 
 import ctspine_zarr
-from ctspine_zarr.codecs import JPEGLS_NAME, JpegLsCodec, encode, supports
 from ctspine_zarr.info import describe
+from ctspine_zarr.io.codecs import JPEGLS_NAME, JpegLsCodec, encode, supports
 from ctspine_zarr.sampling import SliceSequence
 from ctspine_zarr.schema import image_encoding
 from ctspine_zarr.stats import compute_stats
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.testing.synthetic import make_raw_tree
 
 
 def _extremes(dtype: np.dtype) -> np.ndarray:

@@ -10,9 +10,9 @@ import xarray as xr
 
 import ctspine_zarr
 from ctspine_zarr import compat
-from ctspine_zarr.store import forget, storage_options_of
-from ctspine_zarr.synthetic import SyntheticCase
-from ctspine_zarr.verify import verify
+from ctspine_zarr.io.store import forget, storage_options_of
+from ctspine_zarr.testing.synthetic import SyntheticCase
+from ctspine_zarr.write.verify import verify
 
 
 def _chunk_files(store: Path) -> dict[str, bytes]:

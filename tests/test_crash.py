@@ -16,7 +16,7 @@ import zarr
 
 import ctspine_zarr
 from ctspine_zarr.errors import StoreError
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.testing.synthetic import make_raw_tree
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL is POSIX")
 

@@ -18,9 +18,9 @@ from nibabel.orientations import apply_orientation, io_orientation
 
 import ctspine_zarr
 from ctspine_zarr.errors import CaseNotFoundError, StoreError
-from ctspine_zarr.export import header_from_bytes, source_layout, to_nifti, unscale
+from ctspine_zarr.io.export import header_from_bytes, source_layout, to_nifti, unscale
 from ctspine_zarr.schema import CASES_GROUP, COMPLETE_KEY, IMAGE_HEADER
-from ctspine_zarr.synthetic import SyntheticCase
+from ctspine_zarr.testing.synthetic import SyntheticCase
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 #: nibabel's own 3D single-volume test files.
@@ -231,7 +231,7 @@ def test_fixture_case_exports_from_a_url(store: Path, raw_tree, s3, tmp_path: Pa
         with pytest.raises(CaseNotFoundError):
             to_nifti(url, "no-such-case", tmp_path / "x.nii", storage_options=options)
     finally:
-        ctspine_zarr.store.forget(url)
+        ctspine_zarr.io.store.forget(url)
 
 
 def test_export_refuses_bad_requests(store: Path, raw_tree, tmp_path: Path) -> None:

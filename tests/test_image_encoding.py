@@ -8,7 +8,7 @@ import zarr
 
 from ctspine_zarr import schema
 from ctspine_zarr.schema import BLOSC_CHOICES, encoding_name, image_encoding
-from ctspine_zarr.synthetic import make_volume
+from ctspine_zarr.testing.synthetic import make_volume
 
 
 def _stored_bytes(volume: np.ndarray, compressors: list) -> int:

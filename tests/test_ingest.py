@@ -15,7 +15,7 @@ import zarr
 
 import ctspine_zarr
 from ctspine_zarr.errors import StoreError
-from ctspine_zarr.synthetic import SyntheticCase, make_raw_tree
+from ctspine_zarr.testing.synthetic import SyntheticCase, make_raw_tree
 from ctspine_zarr.vertebrae import VERTEBRA_LABELS
 
 SECTION_TO_SPLIT = {
@@ -239,9 +239,9 @@ def test_workers_are_a_thread_budget(
     """Cases in parallel, their slices encoded on one shared pool of ``workers`` threads."""
     import importlib
 
-    # ``ctspine_zarr.ingest`` is the package's ingest function: import the module by name
-    ingest_module = importlib.import_module("ctspine_zarr.ingest")
-    shardwriter = importlib.import_module("ctspine_zarr.shardwriter")
+    # ``ctspine_zarr.write.ingest`` is the package's ingest function: import the module by name
+    ingest_module = importlib.import_module("ctspine_zarr.write.ingest")
+    shardwriter = importlib.import_module("ctspine_zarr.io.shardwriter")
 
     raw = tmp_path / "raw"
     make_raw_tree(raw, n_cases=n_cases, shape=(24, 24), n_slices=(4, 6), seed=3)
@@ -320,5 +320,5 @@ def test_encoding_threads_per_scheduler(
 ) -> None:
     import importlib
 
-    ingest_module = importlib.import_module("ctspine_zarr.ingest")
+    ingest_module = importlib.import_module("ctspine_zarr.write.ingest")
     assert ingest_module._encode_threads(scheduler, workers, n_cases) == threads

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ctspine_zarr.layout import case_id_from_name, find_cases, parse_split_file
+from ctspine_zarr.io.layout import case_id_from_name, find_cases, parse_split_file
 
 
 def test_case_ids_keep_inner_dots() -> None:

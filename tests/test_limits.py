@@ -25,9 +25,9 @@ import pytest
 
 import ctspine_zarr
 from ctspine_zarr.errors import InvalidCaseError
-from ctspine_zarr.nifti import MAX_VOLUME_BYTES_ENV, default_max_voxel_bytes, read_volume
-from ctspine_zarr.remote import RemoteTimeoutError, with_default_options
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.io.nifti import MAX_VOLUME_BYTES_ENV, default_max_voxel_bytes, read_volume
+from ctspine_zarr.io.remote import RemoteTimeoutError, with_default_options
+from ctspine_zarr.testing.synthetic import make_raw_tree
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,7 @@ _READ_BOMBS = """
 import re, resource, sys, time
 from pathlib import Path
 from ctspine_zarr.errors import InvalidCaseError
-from ctspine_zarr.nifti import read_volume
+from ctspine_zarr.io.nifti import read_volume
 
 def peak_kib():
     # VmHWM: this process's own peak; ru_maxrss would also count the parent's RSS at fork
@@ -249,7 +249,7 @@ def test_ingest_refuses_fifos_folders_and_bombs_and_finishes(tmp_path: Path) -> 
 
 def test_find_cases_names_non_regular_files_without_opening_them(tmp_path: Path) -> None:
     traps, good = _raw_tree_with_traps(tmp_path)
-    tree = ctspine_zarr.layout.find_cases(str(tmp_path))
+    tree = ctspine_zarr.io.layout.find_cases(str(tmp_path))
     problems = {case.case_id: problem for case, problem in tree.problems}
     fifo, folder = list(traps)[:2]
     assert "image" in problems[fifo] and "not a regular file but a FIFO" in problems[fifo]

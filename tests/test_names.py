@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import ctspine_zarr
-from ctspine_zarr.layout import case_id_problem, find_cases, normalisation_collisions
-from ctspine_zarr.serve import serve_directory
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.io.layout import case_id_problem, find_cases, normalisation_collisions
+from ctspine_zarr.testing.serve import serve_directory
+from ctspine_zarr.testing.synthetic import make_raw_tree
 
 #: Hostile but legal ids: each must read back exactly, locally and over HTTP.
 ODD_IDS = [
@@ -164,7 +164,7 @@ def test_an_unknown_odd_id_is_not_found_over_http(odd_store) -> None:
         with pytest.raises(ctspine_zarr.errors.CaseNotFoundError):
             ds.ctspine.volume("h")  # 'h#x' truncated at '#' must not be found
         for case_id in ODD_IDS:  # each group read is that case's own group
-            group = ctspine_zarr.store.case_group(f"{server.url}/{store.name}", case_id)
+            group = ctspine_zarr.io.store.case_group(f"{server.url}/{store.name}", case_id)
             assert group.attrs["case_id"] == case_id
 
 
@@ -210,5 +210,5 @@ def test_a_refusal_naming_a_file_with_a_newline_is_one_line(tmp_path: Path) -> N
     path = tmp_path / "a\nb.nii.gz"
     path.write_bytes(b"not a nifti file at all" * 20)
     with pytest.raises(ctspine_zarr.errors.InvalidCaseError) as caught:
-        ctspine_zarr.nifti.read_volume(str(path), case_id="a\nb")
+        ctspine_zarr.io.nifti.read_volume(str(path), case_id="a\nb")
     assert "\n" not in str(caught.value) and "a\\nb.nii.gz" in str(caught.value)

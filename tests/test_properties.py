@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from nibabel.orientations import inv_ornt_aff
 
 import ctspine_zarr
-from ctspine_zarr.export import to_nifti
+from ctspine_zarr.io.export import to_nifti
 
 DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "float32", "float64")
 
@@ -98,4 +98,4 @@ def test_ingest_then_export_is_exact(case: dict) -> None:
             np.testing.assert_array_equal(
                 np.asanyarray(back.dataobj), np.asanyarray(original.dataobj)
             )
-        ctspine_zarr.store.forget(store)
+        ctspine_zarr.io.store.forget(store)

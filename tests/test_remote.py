@@ -13,8 +13,8 @@ import pytest
 import xarray as xr
 
 import ctspine_zarr
-from ctspine_zarr.serve import serve_directory
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.testing.serve import serve_directory
+from ctspine_zarr.testing.synthetic import make_raw_tree
 
 
 @pytest.fixture(scope="module")

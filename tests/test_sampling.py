@@ -13,7 +13,8 @@ import pytest
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
 
 import ctspine_zarr
-from ctspine_zarr import slicereader
+from ctspine_zarr.io import slicereader
+from ctspine_zarr.io.store import case_group, forget
 from ctspine_zarr.sampling import (
     PAD_IMAGE,
     PatchSequence,
@@ -21,7 +22,6 @@ from ctspine_zarr.sampling import (
     VolumeSequence,
     parse_vertebra,
 )
-from ctspine_zarr.store import case_group, forget
 from ctspine_zarr.vertebrae import VERTEBRA_LABELS
 
 

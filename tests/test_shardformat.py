@@ -7,8 +7,8 @@ import pytest
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ZstdCodec
 
-from ctspine_zarr.shardformat import EMPTY_ENTRY, IndexFormat, ShardLayout
-from ctspine_zarr.slicereader import ZReader, read_blocks
+from ctspine_zarr.io.shardformat import EMPTY_ENTRY, IndexFormat, ShardLayout
+from ctspine_zarr.io.slicereader import ZReader, read_blocks
 
 
 def _array(shape: tuple[int, int, int], dtype: str, **kwargs: object) -> zarr.Array:

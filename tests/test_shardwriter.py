@@ -10,10 +10,10 @@ import pytest
 import zarr
 from zarr.codecs import Crc32cCodec
 
-from ctspine_zarr.codecs import JpegLsCodec
+from ctspine_zarr.io.codecs import JpegLsCodec
+from ctspine_zarr.io.shardwriter import write_array
+from ctspine_zarr.io.slicereader import ZReader, read_blocks
 from ctspine_zarr.schema import image_encoding, label_compressors
-from ctspine_zarr.shardwriter import write_array
-from ctspine_zarr.slicereader import ZReader, read_blocks
 
 
 def _volume(n_z: int, dtype: str) -> np.ndarray:
@@ -111,7 +111,7 @@ def test_arrays_that_skip_empty_chunks_are_left_to_zarr() -> None:
 def test_the_encoding_pool_is_shared_and_works_in_a_forked_child() -> None:
     import multiprocessing
 
-    from ctspine_zarr.shardwriter import encode_pool
+    from ctspine_zarr.io.shardwriter import encode_pool
 
     pool = encode_pool(2)
     assert encode_pool(2) is pool and encode_pool(3) is not pool
@@ -122,6 +122,6 @@ def test_the_encoding_pool_is_shared_and_works_in_a_forked_child() -> None:
 
 
 def _sum_on_pool() -> int:
-    from ctspine_zarr.shardwriter import encode_pool
+    from ctspine_zarr.io.shardwriter import encode_pool
 
     return int(encode_pool(2).submit(sum, [1, 2, 3]).result(timeout=10))

@@ -18,8 +18,10 @@ from matplotlib.colors import Normalize, to_rgb  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 
 import ctspine_zarr  # noqa: E402
-from ctspine_zarr.plots import vertebra_colours  # noqa: E402
-from ctspine_zarr.show import (  # noqa: E402
+from ctspine_zarr.testing.synthetic import write_case, write_split_file  # noqa: E402
+from ctspine_zarr.vertebrae import VERTEBRA_NAMES  # noqa: E402
+from ctspine_zarr.viz.plots import vertebra_colours  # noqa: E402
+from ctspine_zarr.viz.show import (  # noqa: E402
     OVERLAY_ALPHA,
     PLANES,
     PlaneView,
@@ -30,8 +32,6 @@ from ctspine_zarr.show import (  # noqa: E402
     save_case_png,
     volume_views,
 )
-from ctspine_zarr.synthetic import write_case, write_split_file  # noqa: E402
-from ctspine_zarr.vertebrae import VERTEBRA_NAMES  # noqa: E402
 
 
 def _most_anisotropic(store: Path) -> str:

@@ -34,9 +34,9 @@ import numpy as np
 import pytest
 
 import ctspine_zarr
-from ctspine_zarr.layout import find_cases
-from ctspine_zarr.store import forget
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.io.layout import find_cases
+from ctspine_zarr.io.store import forget
+from ctspine_zarr.testing.synthetic import make_raw_tree
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL, flock and rlimits are POSIX")
 
@@ -196,7 +196,7 @@ READER = textwrap.dedent(
 
     import ctspine_zarr
     from ctspine_zarr.errors import DamagedStoreError, StoreChangedError, StoreError
-    from ctspine_zarr.layout import find_cases
+    from ctspine_zarr.io.layout import find_cases
 
     store, raw_a, raw_b, ref_a, ref_b, ready = sys.argv[1:7]
     seconds, seed = float(sys.argv[7]), int(sys.argv[8])

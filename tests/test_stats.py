@@ -24,10 +24,10 @@ from hypothesis.extra import numpy as hnp
 
 import ctspine_zarr
 from ctspine_zarr import stats as S
-from ctspine_zarr.plots import vertebra_colours
-from ctspine_zarr.store import case_group, open_root
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.io.store import case_group, open_root
+from ctspine_zarr.testing.synthetic import make_raw_tree
 from ctspine_zarr.vertebrae import VERTEBRA_NAMES
+from ctspine_zarr.viz.plots import vertebra_colours
 
 ORDER = S.ANATOMICAL_ORDER
 SAMPLES = 3000  # nnU-Net samples per case in most tests (small: the reference draws them too)

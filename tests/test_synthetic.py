@@ -10,8 +10,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from ctspine_zarr import synthetic
 from ctspine_zarr.schema import SOURCES, SPLIT_SECTIONS
+from ctspine_zarr.testing import synthetic
 from ctspine_zarr.vertebrae import VERTEBRA_NAMES
 
 SHAPE = (64, 64)
@@ -369,7 +369,7 @@ def test_invalid_arguments(tmp_path):
 
 
 def test_case_names_are_official_names_in_their_own_section(tree) -> None:
-    from ctspine_zarr.layout import official_split_file, parse_split_file
+    from ctspine_zarr.io.layout import official_split_file, parse_split_file
 
     official = parse_split_file(official_split_file().decode())
     for case in tree[1]:

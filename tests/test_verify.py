@@ -15,7 +15,7 @@ import pytest
 import zarr
 from nibabel.orientations import apply_orientation, io_orientation
 
-from ctspine_zarr.catalogue import consolidate
+from ctspine_zarr.io.catalogue import consolidate
 from ctspine_zarr.schema import (
     CASES_GROUP,
     COMPLETE_KEY,
@@ -24,8 +24,8 @@ from ctspine_zarr.schema import (
     LABEL_HEADER,
     SLICE_VERTEBRAE,
 )
-from ctspine_zarr.synthetic import SyntheticCase
-from ctspine_zarr.verify import ERROR, WARNING, Problem, VerifyReport, verify
+from ctspine_zarr.testing.synthetic import SyntheticCase
+from ctspine_zarr.write.verify import ERROR, WARNING, Problem, VerifyReport, verify
 
 MISSING = 2**64 - 1
 

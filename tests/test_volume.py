@@ -14,8 +14,8 @@ import zarr
 
 import ctspine_zarr
 from ctspine_zarr import compat
-from ctspine_zarr import volume as volume_module
-from ctspine_zarr.volume import LeanSlices, LeanVariable
+from ctspine_zarr.io import volume as volume_module
+from ctspine_zarr.io.volume import LeanSlices, LeanVariable
 
 
 def _arrays(store: Path, case: str) -> tuple[zarr.Array, zarr.Array]:

@@ -20,11 +20,11 @@ import pytest
 
 import ctspine_zarr
 from ctspine_zarr.errors import DamagedStoreError, StoreChangedError, StoreError
-from ctspine_zarr.location import Location
-from ctspine_zarr.lock import WriterLock
+from ctspine_zarr.io.location import Location
+from ctspine_zarr.io.store import forget
 from ctspine_zarr.sampling import SliceSequence
-from ctspine_zarr.store import forget
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.testing.synthetic import make_raw_tree
+from ctspine_zarr.write.lock import WriterLock
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -174,7 +174,7 @@ def test_a_missing_shard_is_an_error_naming_case_array_and_slice(fresh_store, ti
 
 
 def test_a_chunk_marked_empty_in_its_shard_index_is_an_error(fresh_store, tiny_raw) -> None:
-    from ctspine_zarr.slicereader import case_readers
+    from ctspine_zarr.io.slicereader import case_readers
 
     case = tiny_raw[1][1].case_id
     forget(fresh_store)

@@ -5,7 +5,7 @@ axial slice per inner chunk, inside a ``sharding_indexed`` codec, with ``crc32c`
 compressor, so the stored bytes include the checksums and the shard index. Sizes are compared
 with ``gzip.compress(raw_int16_bytes, 6)`` (the ``.nii.gz`` payload) of the same data: per
 slice for the real CT slices (pydicom-data), per volume for the synthetic volumes
-(``ctspine_zarr.synthetic.make_volume``, or a stand-in when that module is missing).
+(``ctspine_zarr.testing.synthetic.make_volume``, or a stand-in when that module is missing).
 
 One module per concern: ``configs`` (the codec chains compared), ``data`` (real and
 synthetic slices), ``measure`` (zarr arrays in a ``MemoryStore``) and ``__main__`` (the

@@ -106,11 +106,11 @@ class Synth:
 
 
 def synthetic_volume(n_slices: int, seed: int = 0) -> Synth:
-    """Return a synthetic volume from ``ctspine_zarr.synthetic.make_volume`` if available."""
+    """A synthetic volume from ``ctspine_zarr.testing.synthetic.make_volume`` if available."""
     shape = (n_slices, *SLICE_YX)
     spacing = (1.0, 0.8, 0.8)
     try:
-        from ctspine_zarr.synthetic import make_volume
+        from ctspine_zarr.testing.synthetic import make_volume
     except ImportError as exc:
         hu, label = _standin_volume(shape, seed)
         return Synth(f"seed {seed}", hu, label, f"benchmark stand-in ({exc})")
@@ -119,5 +119,5 @@ def synthetic_volume(n_slices: int, seed: int = 0) -> Synth:
         f"seed {seed}",
         np.asarray(hu, np.int16),
         np.asarray(label, np.uint8),
-        f"ctspine_zarr.synthetic.make_volume(spacing_zyx={spacing}, seed={seed})",
+        f"ctspine_zarr.testing.synthetic.make_volume(spacing_zyx={spacing}, seed={seed})",
     )

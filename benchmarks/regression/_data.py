@@ -25,7 +25,7 @@ def workdir() -> Path:
 @cache
 def raw_tree() -> Path:
     """A CTSpine1K-like raw tree of :data:`N_CASES` cases."""
-    from ctspine_zarr.synthetic import make_raw_tree
+    from ctspine_zarr.testing.synthetic import make_raw_tree
 
     raw = workdir() / "raw"
     make_raw_tree(raw, n_cases=N_CASES, shape=SHAPE, n_slices=SLICES, seed=0)

@@ -18,7 +18,7 @@ class Catalogue:
 
     def time_open_catalogue(self) -> None:
         import ctspine_zarr
-        from ctspine_zarr.store import forget
+        from ctspine_zarr.io.store import forget
 
         forget(self.store)
         ctspine_zarr.open_catalogue(self.store)

@@ -115,10 +115,10 @@ def save_arrow(
 def build_npy(cases: Sequence[BenchCase], out: Path) -> float:
     """Write each case as C-ordered canonical ``[z, y, x]`` .npy files; return the seconds.
 
-    The files are read with ``ctspine_zarr.nifti.read_pair`` (what the ingest reads with: exact
+    The files are read with ``ctspine_zarr.io.nifti.read_pair`` (what the ingest reads with: exact
     values, canonical orientation), so this is the ingest without compression or metadata.
     """
-    from ctspine_zarr.nifti import read_pair
+    from ctspine_zarr.io.nifti import read_pair
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)

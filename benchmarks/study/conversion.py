@@ -23,7 +23,7 @@ from benchmarks.study.workspace import Workspace
 
 def warm_up_ingest(ws: Workspace) -> None:
     """Ingest a one-case 64x64 tree once, so the first timed ingest pays no first-use costs."""
-    from ctspine_zarr.synthetic import make_raw_tree
+    from ctspine_zarr.testing.synthetic import make_raw_tree
 
     raw, store = ws.root / "raw-warmup", ws.stores / "warmup.zarr"
     shutil.rmtree(raw, ignore_errors=True)
@@ -171,7 +171,7 @@ def section_conversion(ws: Workspace, sec: Section) -> None:
         "builds": builds,
         "tree_generation_s": ws.generate_s,
     }
-    default = inspect.signature(ctspine_zarr.ingest).parameters["scheduler"].default
+    default = inspect.signature(ctspine_zarr.write.ingest).parameters["scheduler"].default
     other = "processes" if default == "threads" else "threads"
     p1, p2 = one[default], two[default]
     # workers=1 runs dask's sync scheduler whatever the scheduler argument: the 1-worker runs

@@ -131,8 +131,9 @@ def report(
     if ws._cases is not None:
         cases = ws.cases
         lines.append(
-            f"- data: {len(cases)} synthetic cases (`ctspine_zarr.synthetic.make_raw_tree`, "
-            f"seed {cfg.seed}), {cfg.shape[0]}x{cfg.shape[1]} in-plane, {cfg.slices[0]}-"
+            f"- data: {len(cases)} synthetic cases "
+            f"(`ctspine_zarr.testing.synthetic.make_raw_tree`, seed {cfg.seed}), "
+            f"{cfg.shape[0]}x{cfg.shape[1]} in-plane, {cfg.slices[0]}-"
             f"{cfg.slices[1]} slices per case ({sum(c.n_z for c in cases)} in all; "
             f"{', '.join(str(c.n_z) for c in cases)}); header variants: "
             f"{', '.join(c.variant for c in cases)}"

@@ -65,7 +65,7 @@ def write_scale_tree(
     raw: Path, split_text: str, ids: Sequence[str], shape: tuple[int, ...]
 ) -> None:
     """Write one tiny case per id (ras-int16 NIfTI pair) and the real split file."""
-    from ctspine_zarr.synthetic import write_case
+    from ctspine_zarr.testing.synthetic import write_case
 
     shutil.rmtree(raw, ignore_errors=True)
     rng = np.random.default_rng(0)
@@ -108,8 +108,8 @@ def section_scale(ws: Workspace, sec: Section) -> None:
     """1,005 tiny cases named as in the real split file: ingest, open, case_ids."""
     import xarray as xr
 
-    from ctspine_zarr.layout import official_split_file, parse_split_file
-    from ctspine_zarr.store import forget
+    from ctspine_zarr.io.layout import official_split_file, parse_split_file
+    from ctspine_zarr.io.store import forget
 
     cfg = ws.cfg
     text = official_split_file().decode("utf-8-sig")

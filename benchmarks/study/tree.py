@@ -1,6 +1,6 @@
 """The generated raw tree of the benchmarks, its cases, and timed ingests of it.
 
-The tree is CTSpine1K-like (``ctspine_zarr.synthetic.make_raw_tree``) and reused from a
+The tree is CTSpine1K-like (``ctspine_zarr.testing.synthetic.make_raw_tree``) and reused from a
 work directory when its settings match. Every ingest is timed right after nibabel's serial
 load of the same files, its adjacent anchor.
 """
@@ -30,7 +30,7 @@ from benchmarks.common import (
     time_call,
     write_json,
 )
-from ctspine_zarr.synthetic import make_raw_tree
+from ctspine_zarr.testing.synthetic import make_raw_tree
 
 TREE_MARKER = "benchmark-tree.json"
 SCHEDULERS = ("processes", "threads")
@@ -90,7 +90,7 @@ class BenchCase:
     Attributes
     ----------
     case_id, source, variant
-        As written by :func:`ctspine_zarr.synthetic.make_raw_tree`.
+        As written by :func:`ctspine_zarr.testing.synthetic.make_raw_tree`.
     image_path, label_path
         The ``.nii.gz`` files.
     file_shape

@@ -23,7 +23,7 @@ import numpy as np
 from fsspec.implementations.local import LocalFileSystem
 from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation
 
-from .errors import InvalidCaseError
+from ..errors import InvalidCaseError
 
 __all__ = [
     "MAX_VOLUME_BYTES_ENV",

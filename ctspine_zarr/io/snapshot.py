@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from zarr.abc.store import ByteRequest, Store
 from zarr.storage import WrapperStore
 
-from .errors import DamagedStoreError, StoreChangedError
-from .schema import CATALOGUE_CRC_KEY
+from ..errors import DamagedStoreError, StoreChangedError
+from ..schema import CATALOGUE_CRC_KEY
 
 if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, BufferPrototype

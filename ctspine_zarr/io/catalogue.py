@@ -14,11 +14,9 @@ import xarray as xr
 import zarr
 from zarr.buffer import default_buffer_prototype
 
-from . import __version__
-from .compat import sync
-from .labelindex import boxes_from_attrs
-from .location import Location
-from .schema import (
+from .. import __version__
+from ..compat import sync
+from ..schema import (
     AXIS_DIM,
     CASE_DIM,
     CASES_GROUP,
@@ -33,8 +31,10 @@ from .schema import (
     VERTEBRA_DIM,
     VOLUME_DIMS,
 )
+from ..vertebrae import VERTEBRA_LABELS, VERTEBRA_NAMES
+from .labelindex import boxes_from_attrs
+from .location import Location
 from .store import refresh_listings
-from .vertebrae import VERTEBRA_LABELS, VERTEBRA_NAMES
 
 __all__ = [
     "CaseScan",

@@ -19,9 +19,8 @@ import zarr
 import zarr.storage
 from zarr.abc.store import Store
 
-from .errors import CaseNotFoundError, DamagedStoreError, StoreError
-from .remote import url_store
-from .schema import (
+from ..errors import CaseNotFoundError, DamagedStoreError, StoreError
+from ..schema import (
     AXIS_DIM,
     CASE_DIM,
     CASES_GROUP,
@@ -32,7 +31,8 @@ from .schema import (
     VERTEBRA_DIM,
     VOLUME_DIMS,
 )
-from .vertebrae import VERTEBRA_LABELS
+from ..vertebrae import VERTEBRA_LABELS
+from .remote import url_store
 
 __all__ = ["case_group", "is_url", "open", "open_catalogue", "open_root", "to_store"]
 
@@ -67,7 +67,7 @@ def to_store(
     """Return a zarr store for a local path, an fsspec URL or an existing store.
 
     URL stores get default timeouts and bounded retries, and exact keys over HTTP
-    (see :mod:`ctspine_zarr.remote`).
+    (see :mod:`ctspine_zarr.io.remote`).
     """
     if isinstance(location, Store):
         return location
@@ -282,7 +282,7 @@ def storage_options_of(ds: xr.Dataset) -> dict[str, Any] | None:
     its lazy variables; the accessor needs them to reach the cases of the same store.
     Returns None when no fsspec-backed zarr array is found (local or loaded Datasets).
     """
-    from .compat import zarr_array_behind
+    from ..compat import zarr_array_behind
 
     array = zarr_array_behind(ds)
     if array is None:

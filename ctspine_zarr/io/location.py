@@ -24,8 +24,8 @@ import zarr.storage
 from zarr.abc.store import Store
 from zarr.buffer import default_buffer_prototype
 
-from .compat import sync
-from .schema import INTERNAL_DIR
+from ..compat import sync
+from ..schema import INTERNAL_DIR
 
 __all__ = ["TMP_DIR", "Location", "nested", "normalise"]
 

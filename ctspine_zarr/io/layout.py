@@ -20,8 +20,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from ..schema import SPLIT_SECTIONS, UNASSIGNED
 from .remote import url_to_fs
-from .schema import SPLIT_SECTIONS, UNASSIGNED
 
 __all__ = [
     "RawCase",
@@ -237,7 +237,7 @@ def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> Ra
     raw
         Local folder or fsspec URL of the tree's root (the folder holding ``rawdata/``).
     storage_options
-        fsspec options for a URL (default timeouts: :mod:`ctspine_zarr.remote`).
+        fsspec options for a URL (default timeouts: :mod:`ctspine_zarr.io.remote`).
 
     Returns
     -------

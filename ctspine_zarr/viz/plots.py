@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
-from .vertebrae import (
+from ..vertebrae import (
     ANATOMICAL_ORDER,
     T13_LABEL,
     vertebra_colours,
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from .stats import DatasetStats, Histogram
+    from ..stats import DatasetStats, Histogram
 
 __all__ = [
     "plot_hu_histograms",
@@ -113,7 +113,7 @@ def plot_hu_histograms(
 def _hu_range(hists: list[Histogram]) -> tuple[float, float]:
     if not hists:
         return 0.0, 0.0
-    from .stats import merge_histograms
+    from ..stats import merge_histograms
 
     merged = merge_histograms(hists)
     return merged.percentile(0.1), merged.percentile(99.9)

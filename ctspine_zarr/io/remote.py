@@ -35,7 +35,7 @@ import fsspec
 import zarr.storage
 from zarr.abc.store import ByteRequest
 
-from .errors import StoreError
+from ..errors import StoreError
 
 if TYPE_CHECKING:  # annotations only: zarr's buffer types live in a private module
     from zarr.core.buffer import Buffer, BufferPrototype

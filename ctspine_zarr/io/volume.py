@@ -16,9 +16,8 @@ import zarr
 from dask.base import tokenize
 from zarr.abc.store import Store
 
-from .compat import using_fallbacks
-from .labelindex import boxes_from_attrs
-from .schema import (
+from ..compat import using_fallbacks
+from ..schema import (
     AXIS_DIM,
     IMAGE,
     LABEL,
@@ -27,8 +26,9 @@ from .schema import (
     VERTEBRA_DIM,
     VOLUME_DIMS,
 )
+from ..vertebrae import VERTEBRA_LABELS
+from .labelindex import boxes_from_attrs
 from .store import cache_key, case_group, register_cache
-from .vertebrae import VERTEBRA_LABELS
 
 __all__ = ["LeanSlices", "LeanVariable", "axis_coordinates", "open_volume"]
 
@@ -71,7 +71,7 @@ class LeanSlices:
     """A ``(z, y, x)`` zarr array as dask reads it: its blocks come from the lean reader.
 
     ``__getitem__`` reads the whole slices of the z range asked for through
-    :func:`ctspine_zarr.slicereader.read_blocks` (shard index cached, one read per chunk
+    :func:`ctspine_zarr.io.slicereader.read_blocks` (shard index cached, one read per chunk
     or per whole shard, chunks decoded straight into the result), then cuts y and x. It
     pickles as the zarr array alone, so dask.distributed workers rebuild their own reader.
     Arrays the lean reader does not support are read by ``zarr.Array.__getitem__``.

@@ -25,9 +25,9 @@ import time
 from types import TracebackType
 from typing import Any, Final
 
-from .errors import StoreLockedError
-from .location import Location
-from .schema import INTERNAL_DIR
+from ..errors import StoreLockedError
+from ..io.location import Location
+from ..schema import INTERNAL_DIR
 
 __all__ = ["HEARTBEAT_SECONDS", "LOCK_KEY", "STALE_SECONDS", "WriterLock"]
 

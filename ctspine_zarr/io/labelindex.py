@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .vertebrae import VERTEBRA_LABELS
+from ..vertebrae import VERTEBRA_LABELS
 
 __all__ = ["LabelIndex", "boxes_from_attrs", "index_labels"]
 

@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .location import Location
-from .schema import (
+from ..io.location import Location
+from ..io.slicereader import EMPTY_ENTRY, ZReader
+from ..schema import (
     CASES_GROUP,
     IMAGE,
     IMAGE_HEADER,
@@ -25,7 +26,6 @@ from .schema import (
     SHARD_CRC_KEY,
     SLICE_VERTEBRAE,
 )
-from .slicereader import EMPTY_ENTRY, ZReader
 
 __all__ = ["case_problem"]
 

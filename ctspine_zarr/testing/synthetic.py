@@ -1070,7 +1070,7 @@ def _source_of(name: str) -> str | None:
 @functools.cache
 def official_names() -> dict[tuple[str, str], tuple[str, ...]]:
     """``{(section, source): names}`` of the official split file the package ships."""
-    from .layout import case_id_from_name, official_split_file
+    from ..io.layout import case_id_from_name, official_split_file
 
     names: dict[tuple[str, str], list[str]] = {}
     section = ""

@@ -5,7 +5,7 @@ Safety first (see ``docs/format.md``, "Writing"):
 - the store location is claimed only if it is a ctspine store or empty; anything else is
   refused unless ``force_clear`` names and deletes it, and a store inside the raw tree (or
   the raw tree inside the store) is always refused;
-- one ingest at a time holds the store's :class:`~ctspine_zarr.lock.WriterLock`;
+- one ingest at a time holds the store's :class:`~ctspine_zarr.write.lock.WriterLock`;
 - each case is written by one task (in parallel with dask) beside the current version
   (``.ctspine/staging/``), its ``zarr.json`` last, then switched into ``cases/<case_id>``
   (an atomic exchange of the two folders locally); the old version is deleted after the
@@ -31,23 +31,22 @@ import numpy as np
 import zarr
 from zarr.abc.store import Store
 
-from .catalogue import (
+from ..errors import InvalidCaseError, printable
+from ..io.catalogue import (
     build_catalogue,
     consolidate,
     publish_catalogue,
     scan_cases,
 )
-from .claim import STAGING, TRASH, claim, finish, prepare, refuse_nesting, remove_internal_dir
-from .errors import InvalidCaseError, printable
-from .integrity import case_problem
-from .labelindex import index_labels
-from .layout import RawCase, find_cases
-from .location import Location
-from .lock import WriterLock
-from .nifti import CanonicalVolume, read_pair
-from .parallel import check_scheduler, check_workers, is_local, progress_bar, run_tasks
-from .remote import url_to_fs, with_default_options
-from .schema import (
+from ..io.labelindex import index_labels
+from ..io.layout import RawCase, find_cases
+from ..io.location import Location
+from ..io.nifti import CanonicalVolume, read_pair
+from ..io.remote import url_to_fs, with_default_options
+from ..io.shardwriter import write_array
+from ..io.store import forget, is_url
+from ..parallel import check_scheduler, check_workers, is_local, progress_bar, run_tasks
+from ..schema import (
     CASES_GROUP,
     COMPLETE_KEY,
     IMAGE,
@@ -63,8 +62,9 @@ from .schema import (
     image_encoding,
     label_compressors,
 )
-from .shardwriter import write_array
-from .store import forget, is_url
+from .claim import STAGING, TRASH, claim, finish, prepare, refuse_nesting, remove_internal_dir
+from .integrity import case_problem
+from .lock import WriterLock
 
 __all__ = ["CaseOutcome", "IngestReport", "ingest", "ingest_case"]
 

@@ -25,17 +25,19 @@ import zarr
 from zarr.abc.store import Store
 from zarr.buffer import default_buffer_prototype
 
-from .catalogue import build_catalogue, scan_cases
-from .compat import sync
-from .errors import InvalidCaseError, StoreError
-from .export import header_from_bytes
-from .labelindex import index_labels
-from .layout import RawCase, find_cases
-from .location import Location
-from .nifti import CanonicalVolume, read_pair
-from .parallel import progress_bar
-from .remote import url_to_fs
-from .schema import (
+from ..compat import sync
+from ..errors import InvalidCaseError, StoreError
+from ..io.catalogue import build_catalogue, scan_cases
+from ..io.export import header_from_bytes
+from ..io.labelindex import index_labels
+from ..io.layout import RawCase, find_cases
+from ..io.location import Location
+from ..io.nifti import CanonicalVolume, read_pair
+from ..io.remote import url_to_fs
+from ..io.shardformat import EMPTY_ENTRY, IndexFormat, sharding_config
+from ..io.store import check_format, refresh_listings, to_store
+from ..parallel import progress_bar
+from ..schema import (
     CASE_DIM,
     CASES_GROUP,
     COMPLETE_KEY,
@@ -46,8 +48,6 @@ from .schema import (
     LABEL_HEADER,
     SLICE_VERTEBRAE,
 )
-from .shardformat import EMPTY_ENTRY, IndexFormat, sharding_config
-from .store import check_format, refresh_listings, to_store
 
 __all__ = ["ERROR", "WARNING", "Problem", "VerifyReport", "verify"]
 

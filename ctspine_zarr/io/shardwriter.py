@@ -3,11 +3,11 @@
 zarr-python writes a shard by sending every inner chunk through its asyncio codec
 pipeline; for one-slice chunks that orchestration cost about 45% on top of the Blosc
 encoding itself (0.77 CPU-seconds against 0.53 for a 201-slice case). :func:`write_array`
-encodes the slices as the array's codecs do (:class:`~ctspine_zarr.shardformat.ChunkCodec`:
+encodes the slices as the array's codecs do (:class:`~ctspine_zarr.io.shardformat.ChunkCodec`:
 numcodecs and google-crc32c, the libraries zarr calls) synchronously, in the calling thread
 or on a pool of encoding threads shared by the cases of one process (Blosc releases the
 GIL), assembles each shard as the ``sharding_indexed`` codec lays it out
-(:meth:`~ctspine_zarr.shardformat.IndexFormat.assemble`: the chunks in order, then the
+(:meth:`~ctspine_zarr.io.shardformat.IndexFormat.assemble`: the chunks in order, then the
 index of ``(offset, nbytes)`` pairs with its checksum; chunks past the array's end are
 marked empty), and stores it with one ``store.set`` per shard. The bytes are those zarr writes
 (a test compares them file by file). Arrays of any other layout, and arrays that leave out
@@ -26,7 +26,7 @@ import numpy as np
 import zarr
 from zarr.buffer import default_buffer_prototype
 
-from .compat import sync
+from ..compat import sync
 from .shardformat import ShardLayout
 
 __all__ = ["encode_pool", "write_array"]

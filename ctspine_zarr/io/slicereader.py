@@ -9,7 +9,7 @@ requests of one batch gathered concurrently. Arrays of any other layout are read
 ``zarr.Array.__getitem__``. The loaders (:mod:`ctspine_zarr.sampling`) and the accessor's
 ``slice`` read through here.
 
-The shard layout and the chunk codecs come from :mod:`ctspine_zarr.shardformat` (public
+The shard layout and the chunk codecs come from :mod:`ctspine_zarr.io.shardformat` (public
 metadata, numcodecs); an array it does not support gets no :class:`ShardLayout`, and the
 public path is used.
 """
@@ -30,9 +30,9 @@ import zarr
 from zarr.abc.store import RangeByteRequest, Store, SuffixByteRequest
 from zarr.buffer import default_buffer_prototype
 
-from .compat import sync
-from .errors import DamagedStoreError, StoreChangedError
-from .schema import IMAGE, LABEL, SHARD_CRC_KEY
+from ..compat import sync
+from ..errors import DamagedStoreError, StoreChangedError
+from ..schema import IMAGE, LABEL, SHARD_CRC_KEY
 from .shardformat import EMPTY_ENTRY, ShardLayout
 from .store import cache_key, case_group, forget, register_cache
 
@@ -49,7 +49,7 @@ __all__ = [
 _INDEX_CACHE_SIZE: Final = 4096
 
 # --------------------------------------------------------------------------------------------
-# Lean chunk reads (the shard format itself: :mod:`ctspine_zarr.shardformat`)
+# Lean chunk reads (the shard format itself: :mod:`ctspine_zarr.io.shardformat`)
 # --------------------------------------------------------------------------------------------
 
 

@@ -26,8 +26,8 @@ from nibabel.orientations import apply_orientation, io_orientation, ornt_transfo
 from nibabel.volumeutils import apply_read_scaling
 from zarr.abc.store import Store
 
-from .errors import StoreError
-from .schema import COMPLETE_KEY, IMAGE, IMAGE_HEADER, LABEL, LABEL_HEADER
+from ..errors import StoreError
+from ..schema import COMPLETE_KEY, IMAGE, IMAGE_HEADER, LABEL, LABEL_HEADER
 from .store import case_group
 
 __all__ = ["header_from_bytes", "source_layout", "to_nifti", "unscale"]

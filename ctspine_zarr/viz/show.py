@@ -43,10 +43,10 @@ import xarray as xr
 import zarr
 from zarr.abc.store import Store
 
-from .schema import IMAGE, LABEL
-from .store import case_group
-from .vertebrae import ANATOMICAL_ORDER, OTHER_LABEL_COLOUR, vertebra_colours, vertebra_name
-from .volume import axis_coordinates
+from ..io.store import case_group
+from ..io.volume import axis_coordinates
+from ..schema import IMAGE, LABEL
+from ..vertebrae import ANATOMICAL_ORDER, OTHER_LABEL_COLOUR, vertebra_colours, vertebra_name
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -405,7 +405,7 @@ def volume_views(
     ----------
     volume
         ``image`` and ``label`` on ``(z, y, x)`` with the ``z``, ``y``, ``x`` coordinates in
-        mm and ``attrs["spacing_zyx"]``, as :func:`ctspine_zarr.volume.open_volume` gives
+        mm and ``attrs["spacing_zyx"]``, as :func:`ctspine_zarr.io.volume.open_volume` gives
         (``ds.ctspine.volume(case)``), or any ``isel`` of it such as a vertebra's box.
     z, y, x
         Positions of the cuts in ``volume`` (``isel`` indices; default: the middle).

@@ -14,10 +14,10 @@ import os
 from collections.abc import Callable
 from typing import Any, Final
 
-from .catalogue import root_attrs
-from .errors import StoreError
-from .location import TMP_DIR, Location, nested, normalise
-from .schema import CASES_GROUP, FORMAT_KEY, INTERNAL_DIR
+from ..errors import StoreError
+from ..io.catalogue import root_attrs
+from ..io.location import TMP_DIR, Location, nested, normalise
+from ..schema import CASES_GROUP, FORMAT_KEY, INTERNAL_DIR
 
 __all__ = [
     "CASES_MARKER",

@@ -1,0 +1,1 @@
+"""Bytes in and out: NIfTI files, store locations, the store's arrays, shards and codecs."""

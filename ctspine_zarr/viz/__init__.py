@@ -1,0 +1,1 @@
+"""Pictures: the statistics plots and the case viewer."""

@@ -1,0 +1,1 @@
+"""The writer: NIfTI pairs into a store (claim, lock, ingest, integrity) and its checker, verify."""
