@@ -88,13 +88,13 @@ import zarr
 from dask.base import tokenize
 from dask.delayed import Delayed, delayed
 
-from . import __version__
-from .errors import CaseNotFoundError, StoreError
-from .io.slicereader import case_readers, read_blocks
-from .io.store import case_group, forget, open_catalogue, to_store
-from .parallel import progress_bar, run_tasks
-from .schema import IMAGE, SLICES_PER_SHARD, SPLITS
-from .vertebrae import (
+from .. import __version__
+from ..errors import CaseNotFoundError, StoreError
+from ..io.slicereader import case_readers, read_blocks
+from ..io.store import case_group, forget, open_catalogue, to_store
+from ..parallel import progress_bar, run_tasks
+from ..schema import IMAGE, SLICES_PER_SHARD, SPLITS
+from ..vertebrae import (
     ANATOMICAL_ORDER,
     L6_LABEL,
     T13_LABEL,
@@ -1200,7 +1200,7 @@ class DatasetStats:
         target.write_text(json.dumps(_json_safe(payload), indent=2) + "\n", "utf-8")
         written.append(target)
         if plots:
-            from .viz.plots import write_stats_plots
+            from ..viz.plots import write_stats_plots
 
             written.extend(write_stats_plots(self, out))
         return written
@@ -1282,9 +1282,9 @@ class DatasetStats:
         document is rewritten once, with its consolidated metadata, so readers see either the
         old or the new attrs.
         """
-        from .io.catalogue import consolidate
-        from .io.location import Location
-        from .write.lock import WriterLock
+        from ..io.catalogue import consolidate
+        from ..io.location import Location
+        from ..write.lock import WriterLock
 
         text = os.fspath(location) if isinstance(location, os.PathLike) else location
         store = to_store(text, storage_options=storage_options, read_only=False)
