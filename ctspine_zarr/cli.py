@@ -8,10 +8,10 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import CTSpineError
-from .schema import IMAGE_CODEC_CHOICES
+from .schema import IMAGE_CODEC_CHOICES, SPLITS
 
 
 def _storage_options(text: str | None) -> dict[str, Any] | None:
@@ -108,10 +108,47 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_stats(args: argparse.Namespace) -> int:
-    from .stats import run_command
+def _samples_option(text: str) -> int | Literal["nnunet"] | None:
+    if text.lower() == "nnunet":
+        return "nnunet"
+    if text.lower() in ("none", "off", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise SystemExit(
+            f"--fingerprint-samples must be 'nnunet', a number or 'none', but is {text!r}"
+        ) from None
 
-    return run_command(args)
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    """Run ``ctspine-zarr stats`` with parsed ``args``; print a summary; return 0."""
+    from .stats import STORE_ATTR, compute_stats
+
+    options = _storage_options(args.storage_options)
+    result = compute_stats(
+        args.store,
+        split=args.split,
+        cases=args.cases,
+        storage_options=options,
+        scheduler=args.scheduler,
+        workers=args.workers,
+        progress=not args.quiet,
+        fingerprint_samples=_samples_option(str(args.fingerprint_samples)),
+        fingerprint_seed=args.seed,
+    )
+    print(result.describe())
+    if args.out:
+        written = result.to_dir(args.out)
+        if not args.no_plots:
+            from .viz.plots import write_stats_plots
+
+            written.extend(write_stats_plots(result, args.out))
+        print(f"wrote {len(written)} files to {args.out}")
+    if args.write_to_store:
+        result.to_store(args.store, storage_options=options)
+        print(f"recorded the statistics in {args.store} (root attrs {STORE_ATTR!r})")
+    return 0
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -145,6 +182,54 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(describe(open_catalogue(store), location=str(store)))
     print(f"\nopen it with:  xr.open_zarr({str(store)!r}).ctspine")
     return 0 if report.ok else 1
+
+
+def _stats_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctspine-zarr stats`` to ``parser``."""
+    from .stats import NNUNET_SEED
+
+    parser.add_argument("store", help="path or fsspec URL of the store")
+    parser.add_argument(
+        "--out",
+        help="folder for vertebrae.parquet, cases.parquet, fingerprint.json, summary.json, "
+        "hu_histograms.parquet and the PNG plots",
+    )
+    parser.add_argument(
+        "--split",
+        action="append",
+        choices=SPLITS,
+        help="only cases of this split (repeatable; default: every case)",
+    )
+    parser.add_argument("--case", action="append", dest="cases", help="only this case (repeatable)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="tasks at a time on this machine: threads, processes or LocalCluster workers "
+        "(default: the CPUs)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default="threads",
+        help="threads (default), processes, sync, distributed (a new LocalCluster of "
+        "--workers processes), or the address of a dask.distributed scheduler "
+        "(tcp://host:8786)",
+    )
+    parser.add_argument(
+        "--fingerprint-samples",
+        default="nnunet",
+        help="nnU-Net sampled fingerprint: 'nnunet' (10e7 // cases per case, the default), "
+        "a number per case, or 'none'",
+    )
+    parser.add_argument("--seed", type=int, default=NNUNET_SEED, help="nnU-Net sampling seed")
+    parser.add_argument(
+        "--write-to-store",
+        action="store_true",
+        help="also record the results in the store's root attrs (key 'stats')",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    parser.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,12 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
     p.set_defaults(func=_cmd_show)
 
-    from .stats import add_arguments as add_stats_arguments
-
     p = sub.add_parser(
         "stats", help="per-vertebra and per-case statistics, split summaries, HU fingerprint"
     )
-    add_stats_arguments(p)
+    _stats_arguments(p)
     p.set_defaults(func=_cmd_stats)
 
     p = sub.add_parser("synth", help="write a CTSpine1K-like raw tree")

@@ -24,10 +24,13 @@ from hypothesis.extra import numpy as hnp
 
 import ctspine_zarr
 from ctspine_zarr import stats as S
+from ctspine_zarr.cli import _cmd_stats, _stats_arguments
 from ctspine_zarr.io.store import case_group, open_root
+from ctspine_zarr.stats.cases import _RANK, _CaseMeta, finalize_case
+from ctspine_zarr.stats.kernels import _DRAW_CHUNK
 from ctspine_zarr.testing.synthetic import make_raw_tree
 from ctspine_zarr.vertebrae import VERTEBRA_NAMES
-from ctspine_zarr.viz.plots import vertebra_colours
+from ctspine_zarr.viz.plots import vertebra_colours, write_stats_plots
 
 ORDER = S.ANATOMICAL_ORDER
 SAMPLES = 3000  # nnU-Net samples per case in most tests (small: the reference draws them too)
@@ -46,7 +49,7 @@ def _arrays(store: Any, case: str) -> tuple[np.ndarray, np.ndarray, dict[str, An
 def reference_vertebrae(image: np.ndarray, label: np.ndarray, affine, spacing) -> list[dict]:
     rows = []
     values_present = [int(v) for v in np.unique(label) if v > 0]
-    for value in sorted(values_present, key=lambda v: (S._RANK.get(v, 1000 + v), v)):
+    for value in sorted(values_present, key=lambda v: (_RANK.get(v, 1000 + v), v)):
         mask = label == value
         vals = image[mask]
         vals = vals[np.isfinite(vals)]
@@ -212,11 +215,11 @@ def test_histograms_merge_exactly() -> None:
 @pytest.mark.parametrize(
     ("size", "n_overall", "n_split"),
     [
-        (5000, 7000, S._DRAW_CHUNK + 1000),  # many draws a voxel, more than one chunk of them
+        (5000, 7000, _DRAW_CHUNK + 1000),  # many draws a voxel, more than one chunk of them
         (1 << 16, 1 << 16, 1 << 17),  # a power of two: no rejected draw
         ((1 << 16) + 1, 300, 2000),  # few draws: codes looked up per draw
         (4097, 9000, 5000),  # the split draws fewer than the overall group
-        (S._DRAW_CHUNK + 1, 2_000_000, 2_000_000),  # many voxels: looked up, not counted
+        (_DRAW_CHUNK + 1, 2_000_000, 2_000_000),  # many voxels: looked up, not counted
     ],
 )
 def test_nnunet_samples_equal_random_state_choice(
@@ -497,10 +500,10 @@ def test_block_stats_of_background_and_other_labels() -> None:
     assert sorted(part.labels) == [3, 40]
     assert part.labels[40].count == 3 and part.labels[40].z_start == 8
     assert part.labels[40].hist.percentile(50.0) == np.percentile(image[label == 40], 50.0)
-    meta = S._CaseMeta(
+    meta = _CaseMeta(
         "c", "train", "X", (9, 3, 8), (2.0, 1.0, 1.0), tuple(map(tuple, np.eye(4))), "int16"
     )
-    group = S.finalize_case([empty, part], meta)
+    group = finalize_case([empty, part], meta)
     assert group.cases[0]["other_labels"] == [40]
     assert group.cases[0]["vertebrae"] == [3] and group.cases[0]["first_vertebra"] == "C3"
     assert [r["name"] for r in group.vertebrae] == ["C3", "label 40"]
@@ -513,17 +516,20 @@ def test_block_stats_of_background_and_other_labels() -> None:
 
 def test_to_dir_writes_tables_json_and_plots(threaded: S.DatasetStats, tmp_path: Path) -> None:
     written = threaded.to_dir(tmp_path / "out")
-    names = {p.name for p in written}
     assert {
         "vertebrae.parquet",
         "cases.parquet",
         "fingerprint.json",
         "summary.json",
         "hu_histograms.parquet",
+    } == {p.name for p in written}
+    pictures = write_stats_plots(threaded, tmp_path / "out")
+    assert {
         "hu_histogram_by_level.png",
         "volume_by_level.png",
         "vertebrae_per_case.png",
-    } == names
+    } == {p.name for p in pictures}
+    names = {p.name for p in written + pictures}
     back = pd.read_parquet(tmp_path / "out" / "vertebrae.parquet")
     pd.testing.assert_frame_equal(back, threaded.vertebrae, check_dtype=False)
     cases = pd.read_parquet(tmp_path / "out" / "cases.parquet")
@@ -559,7 +565,7 @@ def test_write_to_store_keeps_the_other_attrs(
 
 def test_command_line(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     parser = argparse.ArgumentParser()
-    S.add_arguments(parser)
+    _stats_arguments(parser)
     copy = tmp_path / "copy.zarr"
     shutil.copytree(store, copy)
     out = tmp_path / "stats"
@@ -578,7 +584,7 @@ def test_command_line(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
             "--quiet",
         ]
     )
-    assert S.run_command(args) == 0
+    assert _cmd_stats(args) == 0
     text = capsys.readouterr().out
     assert "cases" in text and "fingerprint" in text
     assert (out / "vertebrae.parquet").is_file() and (out / "volume_by_level.png").is_file()

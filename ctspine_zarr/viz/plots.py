@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from ..stats import DatasetStats, Histogram
+    from ..stats.histogram import Histogram
+    from ..stats.results import DatasetStats
 
 __all__ = [
     "plot_hu_histograms",
@@ -113,7 +114,7 @@ def plot_hu_histograms(
 def _hu_range(hists: list[Histogram]) -> tuple[float, float]:
     if not hists:
         return 0.0, 0.0
-    from ..stats import merge_histograms
+    from ..stats.histogram import merge_histograms
 
     merged = merge_histograms(hists)
     return merged.percentile(0.1), merged.percentile(99.9)

@@ -1,0 +1,108 @@
+"""Running the statistics: :func:`compute_stats` builds the graph, runs it, assembles the result."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from ..parallel import progress_bar, run_tasks
+from .cases import _Group
+from .graph import StatsGraph, build_graph
+from .kernels import NNUNET_SEED, NNUNET_TOTAL_SAMPLES
+from .results import DatasetStats, assemble
+
+__all__ = ["compute_stats"]
+
+SchedulerLike = Any  # "threads" | "processes" | "sync" | "distributed" | address | Client
+
+
+def _run(
+    graph: StatsGraph, scheduler: SchedulerLike, workers: int | None, progress: bool
+) -> dict[str, _Group]:
+    names = list(graph.groups)
+    bar = progress_bar(len(names), desc="stats", unit="group", enabled=progress)
+    try:
+        tasks = [graph.groups[n] for n in names]
+        results = run_tasks(tasks, scheduler=scheduler, workers=workers, on_done=bar.update)
+    finally:
+        bar.close()
+    return dict(zip(names, results, strict=True))
+
+
+def compute_stats(
+    location: str | os.PathLike | Any,
+    *,
+    split: str | Sequence[str] | None = None,
+    cases: Sequence[str] | None = None,
+    storage_options: dict[str, Any] | None = None,
+    scheduler: SchedulerLike = "threads",
+    workers: int | None = None,
+    progress: bool = False,
+    fingerprint_samples: int | Literal["nnunet"] | None = "nnunet",
+    fingerprint_total: float = NNUNET_TOTAL_SAMPLES,
+    fingerprint_seed: int = NNUNET_SEED,
+    slices_per_task: int | None = None,
+) -> DatasetStats:
+    """Compute the dataset statistics of a store in one dask graph.
+
+    Parameters
+    ----------
+    location
+        Path or fsspec URL of the store.
+    split
+        Only cases of this split (or these splits): ``"train"``, ``"validation"``, ``"test"``,
+        ``"unassigned"``.
+    cases
+        Only these case ids (combined with ``split``).
+    storage_options
+        fsspec options for a URL.
+    scheduler
+        ``"threads"`` (the default), ``"processes"``, ``"sync"``, ``"distributed"`` (a new
+        ``distributed.LocalCluster`` of ``workers`` single-threaded processes, closed at the
+        end), a scheduler address (``"tcp://host:8786"``) or a ``distributed.Client``.
+    workers
+        Tasks at a time on this machine (threads, processes or cluster workers; default: the
+        CPUs); see :mod:`ctspine_zarr.parallel`.
+    progress
+        Show a progress bar on stderr (per group of cases).
+    fingerprint_samples
+        The nnU-Net sampled fingerprint: ``"nnunet"`` draws ``int(fingerprint_total //
+        n_cases)`` foreground voxels per case (``n_cases`` of the group), an int that many per
+        case, ``None`` skips it (and the label pass it needs).
+    fingerprint_total
+        nnU-Net's total of sampled foreground voxels (``10e7``).
+    fingerprint_seed
+        Seed of the per-case ``RandomState`` (nnU-Net: 1234).
+    slices_per_task
+        Slices per block task (default: the shard, 32 slices).
+
+    Returns
+    -------
+    DatasetStats
+
+    Raises
+    ------
+    CaseNotFoundError
+        For a requested case the store does not hold.
+    """
+    graph = build_graph(
+        location,
+        split=split,
+        cases=cases,
+        storage_options=storage_options,
+        fingerprint_samples=fingerprint_samples,
+        fingerprint_total=fingerprint_total,
+        fingerprint_seed=fingerprint_seed,
+        slices_per_task=slices_per_task,
+    )
+    started = time.perf_counter()
+    groups = _run(graph, scheduler, workers, progress)
+    stats = assemble(graph, groups)
+    stats.info["seconds"] = time.perf_counter() - started
+    stats.info["location"] = (
+        os.fspath(location) if isinstance(location, str | os.PathLike) else repr(location)
+    )
+    stats.info["split"] = split
+    return stats
