@@ -70,6 +70,17 @@ def finalize_case(
         part.pieces = []
         sample_overall, sample_split = nnunet_samples(foreground, n_overall, n_split, seed)
         del foreground
+    return _Group(
+        cases=[_case_row(part, meta)],
+        vertebrae=_vertebra_rows(part, meta),
+        label_hists={v: lp.hist for v, lp in part.labels.items()},
+        sample_overall=sample_overall,
+        sample_split=sample_split,
+    )
+
+
+def _vertebra_rows(part: _Partial, meta: _CaseMeta) -> list[dict[str, Any]]:
+    """Return the case's rows of the vertebra table: one per label, in anatomical order."""
     affine = np.asarray(meta.affine, dtype=np.float64)
     sz, sy, sx = meta.spacing
     rows = []
@@ -104,9 +115,15 @@ def finalize_case(
                 "centroid_z_mm": float(world[2]),
             }
         )
+    return rows
+
+
+def _case_row(part: _Partial, meta: _CaseMeta) -> dict[str, Any]:
+    """Return the case's row of the case table."""
     vertebrae = [v for v in ANATOMICAL_ORDER if v in part.labels]
     hu_min, hu_max, hu_mean, hu_std = part.hu.stats()
-    case_row = {
+    sz, sy, sx = meta.spacing
+    return {
         "case": meta.case,
         "split": meta.split,
         "source": meta.source,
@@ -135,13 +152,6 @@ def finalize_case(
         "has_t13": T13_LABEL in part.labels,
         "other_labels": sorted(v for v in part.labels if v not in VERTEBRA_NAMES),
     }
-    return _Group(
-        cases=[case_row],
-        vertebrae=rows,
-        label_hists={v: lp.hist for v, lp in part.labels.items()},
-        sample_overall=sample_overall,
-        sample_split=sample_split,
-    )
 
 
 def merge_groups(groups: Sequence[_Group]) -> _Group:

@@ -182,16 +182,7 @@ def build_graph(
     by_split: dict[str, list[int]] = {}
     for i, meta in enumerate(metas):
         by_split.setdefault(meta.split, []).append(i)
-    samples: dict[str, int] = {}
-    if fingerprint_samples == "nnunet":
-        samples[OVERALL] = int(fingerprint_total // len(metas)) if metas else 0
-        for name, members in by_split.items():
-            samples[name] = int(fingerprint_total // len(members))
-    elif fingerprint_samples is not None:
-        n = int(fingerprint_samples)
-        if n < 0:
-            raise ValueError(f"fingerprint_samples must be >= 0, but is {n}")
-        samples = {OVERALL: n, **{name: n for name in by_split}}
+    samples = _samples_per_case(fingerprint_samples, fingerprint_total, len(metas), by_split)
     token = tokenize(
         location if isinstance(location, str) else id(location),
         storage_options,
@@ -236,6 +227,26 @@ def build_graph(
         for name, members in by_split.items()
     }
     return StatsGraph(groups, metas, samples, fingerprint_seed, n_blocks)
+
+
+def _samples_per_case(
+    fingerprint_samples: int | Literal["nnunet"] | None,
+    fingerprint_total: float,
+    n_cases: int,
+    by_split: dict[str, list[int]],
+) -> dict[str, int]:
+    """nnU-Net samples to draw per case, per group (each split and :data:`OVERALL`)."""
+    samples: dict[str, int] = {}
+    if fingerprint_samples == "nnunet":
+        samples[OVERALL] = int(fingerprint_total // n_cases) if n_cases else 0
+        for name, members in by_split.items():
+            samples[name] = int(fingerprint_total // len(members))
+    elif fingerprint_samples is not None:
+        n = int(fingerprint_samples)
+        if n < 0:
+            raise ValueError(f"fingerprint_samples must be >= 0, but is {n}")
+        samples = {OVERALL: n, **{name: n for name in by_split}}
+    return samples
 
 
 def _shard_slices(location: Any, case: str, storage_options: dict[str, Any] | None) -> int:
