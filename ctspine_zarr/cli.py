@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,22 +56,33 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_written(
+    command: str, write: Callable[[], Path], errors: tuple[type[Exception], ...]
+) -> int:
+    """Run ``write`` and print the path it wrote (0), or one of ``errors`` as an error (2)."""
+    try:
+        path = write()
+    except errors as err:
+        print(f"ctspine-zarr {command}: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {path}")
+    return 0
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .io.export import to_nifti
 
-    try:
-        path = to_nifti(
+    return _report_written(
+        "export",
+        lambda: to_nifti(
             args.store,
             args.case,
             args.out,
             label=args.label,
             storage_options=_storage_options(args.storage_options),
-        )
-    except ValueError as err:
-        print(f"ctspine-zarr export: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+        ),
+        (ValueError,),
+    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -91,8 +102,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from .viz.show import save_case_png
 
-    try:
-        path = save_case_png(
+    return _report_written(
+        "show",
+        lambda: save_case_png(
             args.store,
             args.case,
             args.out,
@@ -100,12 +112,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
             plane=args.plane,
             window=args.window,
             storage_options=_storage_options(args.storage_options),
-        )
-    except (ValueError, IndexError) as err:
-        print(f"ctspine-zarr show: error: {err}", file=sys.stderr)
-        return 2
-    print(f"wrote {path}")
-    return 0
+        ),
+        (ValueError, IndexError),
+    )
 
 
 def _samples_option(text: str) -> int | Literal["nnunet"] | None:
@@ -184,61 +193,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _stats_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the arguments of ``ctspine-zarr stats`` to ``parser``."""
-    from .stats import NNUNET_SEED
-
-    parser.add_argument("store", help="path or fsspec URL of the store")
-    parser.add_argument(
-        "--out",
-        help="folder for vertebrae.parquet, cases.parquet, fingerprint.json, summary.json, "
-        "hu_histograms.parquet and the PNG plots",
-    )
-    parser.add_argument(
-        "--split",
-        action="append",
-        choices=SPLITS,
-        help="only cases of this split (repeatable; default: every case)",
-    )
-    parser.add_argument("--case", action="append", dest="cases", help="only this case (repeatable)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="tasks at a time on this machine: threads, processes or LocalCluster workers "
-        "(default: the CPUs)",
-    )
-    parser.add_argument(
-        "--scheduler",
-        default="threads",
-        help="threads (default), processes, sync, distributed (a new LocalCluster of "
-        "--workers processes), or the address of a dask.distributed scheduler "
-        "(tcp://host:8786)",
-    )
-    parser.add_argument(
-        "--fingerprint-samples",
-        default="nnunet",
-        help="nnU-Net sampled fingerprint: 'nnunet' (10e7 // cases per case, the default), "
-        "a number per case, or 'none'",
-    )
-    parser.add_argument("--seed", type=int, default=NNUNET_SEED, help="nnU-Net sampling seed")
-    parser.add_argument(
-        "--write-to-store",
-        action="store_true",
-        help="also record the results in the store's root attrs (key 'stats')",
-    )
-    parser.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+def _add_location_options(
+    parser: argparse.ArgumentParser, *, raw: bool = False, quiet: bool = False
+) -> None:
+    """Add ``--storage-options`` (and ``--raw-storage-options``, ``--quiet``) to ``parser``."""
     parser.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    if raw:
+        parser.add_argument("--raw-storage-options", help="fsspec options for RAW, as JSON")
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``ctspine-zarr``."""
-    parser = argparse.ArgumentParser(
-        prog="ctspine-zarr", description="CTSpine1K as a cloud-ready, slice-chunked Zarr store."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_ingest(sub: Any) -> None:
     p = sub.add_parser(
         "ingest",
         help="rewrite a raw CTSpine1K tree into a Zarr store",
@@ -287,32 +253,36 @@ def build_parser() -> argparse.ArgumentParser:
         "(lossless JPEG-LS, about 2/3 of the bytes, ~5x slower to decode, readers need "
         "ctspine-zarr[compact]); see docs/codecs.md",
     )
-    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
-    p.add_argument("--raw-storage-options", help="fsspec options for RAW, as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_location_options(p, raw=True, quiet=True)
     p.set_defaults(func=_cmd_ingest)
 
+
+def _add_info(sub: Any) -> None:
     p = sub.add_parser("info", help="print the catalogue summary of a store")
     p.add_argument("store")
-    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    _add_location_options(p)
     p.set_defaults(func=_cmd_info)
 
+
+def _add_export(sub: Any) -> None:
     p = sub.add_parser("export", help="write a case back to NIfTI with its original header")
     p.add_argument("store")
     p.add_argument("case")
     p.add_argument("out", help="output .nii or .nii.gz path")
     p.add_argument("--label", action="store_true", help="export the label map, not the image")
-    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    _add_location_options(p)
     p.set_defaults(func=_cmd_export)
 
+
+def _add_verify(sub: Any) -> None:
     p = sub.add_parser("verify", help="check every chunk, the metadata and the catalogue")
     p.add_argument("store")
     p.add_argument("--against", metavar="RAW", help="also compare every case with its source")
-    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
-    p.add_argument("--raw-storage-options", help="fsspec options for RAW, as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_location_options(p, raw=True, quiet=True)
     p.set_defaults(func=_cmd_verify)
 
+
+def _add_show(sub: Any) -> None:
     p = sub.add_parser("show", help="write a quick-look PNG of a case: planes, labels, legend")
     p.add_argument("store")
     p.add_argument("case")
@@ -324,15 +294,66 @@ def build_parser() -> argparse.ArgumentParser:
         "--window", default="bone", help="bone (W 1800, L 400), soft (W 400, L 40) or W,L in HU"
     )
     p.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write")
-    p.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
+    _add_location_options(p)
     p.set_defaults(func=_cmd_show)
 
+
+def _stats_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the arguments of ``ctspine-zarr stats`` to ``parser``."""
+    from .stats import NNUNET_SEED
+
+    parser.add_argument("store", help="path or fsspec URL of the store")
+    parser.add_argument(
+        "--out",
+        help="folder for vertebrae.parquet, cases.parquet, fingerprint.json, summary.json, "
+        "hu_histograms.parquet and the PNG plots",
+    )
+    parser.add_argument(
+        "--split",
+        action="append",
+        choices=SPLITS,
+        help="only cases of this split (repeatable; default: every case)",
+    )
+    parser.add_argument("--case", action="append", dest="cases", help="only this case (repeatable)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="tasks at a time on this machine: threads, processes or LocalCluster workers "
+        "(default: the CPUs)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default="threads",
+        help="threads (default), processes, sync, distributed (a new LocalCluster of "
+        "--workers processes), or the address of a dask.distributed scheduler "
+        "(tcp://host:8786)",
+    )
+    parser.add_argument(
+        "--fingerprint-samples",
+        default="nnunet",
+        help="nnU-Net sampled fingerprint: 'nnunet' (10e7 // cases per case, the default), "
+        "a number per case, or 'none'",
+    )
+    parser.add_argument("--seed", type=int, default=NNUNET_SEED, help="nnU-Net sampling seed")
+    parser.add_argument(
+        "--write-to-store",
+        action="store_true",
+        help="also record the results in the store's root attrs (key 'stats')",
+    )
+    parser.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    _add_location_options(parser, quiet=True)
+
+
+def _add_stats(sub: Any) -> None:
     p = sub.add_parser(
         "stats", help="per-vertebra and per-case statistics, split summaries, HU fingerprint"
     )
     _stats_arguments(p)
     p.set_defaults(func=_cmd_stats)
 
+
+def _add_synth(sub: Any) -> None:
     p = sub.add_parser("synth", help="write a CTSpine1K-like raw tree")
     p.add_argument("dir")
     p.add_argument("--cases", type=int, default=6)
@@ -341,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_synth)
 
+
+def _add_demo(sub: Any) -> None:
     p = sub.add_parser("demo", help="synthesise a raw tree, ingest it and print the catalogue")
     p.add_argument("dir", nargs="?", help="working folder (default: a new temporary one)")
     p.add_argument("--cases", type=int, default=6)
@@ -349,6 +372,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_demo)
+
+
+#: The commands, in the order ``--help`` lists them: each adds its parser to the subparsers.
+_COMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_ingest,
+    _add_info,
+    _add_export,
+    _add_verify,
+    _add_show,
+    _add_stats,
+    _add_synth,
+    _add_demo,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``ctspine-zarr``."""
+    parser = argparse.ArgumentParser(
+        prog="ctspine-zarr", description="CTSpine1K as a cloud-ready, slice-chunked Zarr store."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add_command in _COMMANDS:
+        add_command(sub)
     return parser
 
 
