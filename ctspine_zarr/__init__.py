@@ -5,14 +5,13 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
-from . import accessor as _accessor  # noqa: E402,F401  (registers ds.ctspine)
-from .errors import CaseNotFoundError, CTSpineError, InvalidCaseError, StoreError  # noqa: E402
-from .io.export import to_nifti  # noqa: E402
-from .io.store import open, open_catalogue  # noqa: E402,A004
-from .write.ingest import IngestReport, ingest  # noqa: E402
-from .write.verify import VerifyReport, verify  # noqa: E402
+from . import accessor as _accessor  # noqa: F401  (registers ds.ctspine)
+from ._version import __version__
+from .errors import CaseNotFoundError, CTSpineError, InvalidCaseError, StoreError
+from .io.export import to_nifti
+from .io.store import open, open_catalogue  # noqa: A004
+from .write.ingest import IngestReport, ingest
+from .write.verify import VerifyReport, verify
 
 __all__ = [
     "CTSpineError",

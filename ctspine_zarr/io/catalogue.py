@@ -14,7 +14,7 @@ import xarray as xr
 import zarr
 from zarr.buffer import default_buffer_prototype
 
-from .. import __version__
+from .._version import __version__
 from ..compat import sync
 from ..schema import (
     AXIS_DIM,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from .. import __version__
+from .._version import __version__
 from ..errors import StoreError
 from ..io.store import forget, to_store
 from ..vertebrae import VERTEBRA_LABELS, vertebra_name
