@@ -1,82 +1,33 @@
-"""Quick-look pictures of one case: CT planes in a window, the vertebra labels and a legend.
+"""The cuts of a case a picture shows, in screen order: :class:`PlaneView` and its readers.
 
-Pictures are drawn in the *radiological* convention, with the orientation letters on the
-edges of every panel:
-
-========  ======================  ==========  ============
-plane     viewed from             left/right  top/bottom
-========  ======================  ==========  ============
-axial     the feet                R / L       A / P
-coronal   the front               R / L       S / I
-sagittal  the patient's left      A / P       S / I
-========  ======================  ==========  ============
-
-The store holds every case in canonical RAS+ orientation (``x`` increases to the patient's
-Right, ``y`` to Anterior, ``z`` to Superior) indexed ``[z, y, x]``, so each of the three cuts
-(``image[z]`` on ``(y, x)``, ``image[:, y]`` on ``(z, x)``, ``image[:, :, x]`` on ``(z, y)``)
-is shown with both of its axes reversed: row 0 at the top is the largest row coordinate
-(anterior or superior), column 0 at the left the largest column coordinate (the patient's
-right, or anterior). Pixels are drawn to scale in mm (the voxel spacing), so the panels have
-the physical aspect ratio of the cut.
-
-Reads: the axial plane is one chunk per array (``image[z]``, ``label[z]``). A coronal or a
-sagittal cut needs one row or column of *every* slice, which decodes every slice chunk of
-the case (the chunks are whole axial slices); both cuts are taken in the same single pass,
-one shard (32 slices) at a time, so memory stays at one shard.
-
-Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly (no
-``pyplot``, no global backend), so this works headless, in threads and in notebooks.
-Every vertebra is drawn in its colour of :data:`ctspine_zarr.vertebrae.VERTEBRA_COLOURS`.
+:func:`read_views` reads a case's axial, coronal and sagittal cuts from the store (the
+coronal and sagittal ones in one pass by shard); :func:`volume_views` cuts an open volume
+Dataset. Both reverse the stored axes into the radiological convention and attach the
+orientation letters (see :mod:`ctspine_zarr.viz.show`).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import xarray as xr
 import zarr
 from zarr.abc.store import Store
 
-from ..io.store import case_group
-from ..io.volume import axis_coordinates
-from ..schema import IMAGE, LABEL
-from ..vertebrae import ANATOMICAL_ORDER, OTHER_LABEL_COLOUR, vertebra_colours, vertebra_name
+from ...io.store import case_group
+from ...io.volume import axis_coordinates
+from ...schema import IMAGE, LABEL
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-__all__ = [
-    "OTHER_LABEL_COLOUR",
-    "OVERLAY_ALPHA",
-    "PLANES",
-    "WINDOWS",
-    "PlaneView",
-    "draw_views",
-    "label_overlay",
-    "parse_window",
-    "plot_case",
-    "read_views",
-    "save_case_png",
-    "volume_views",
-]
+__all__ = ["PLANES", "PlaneView", "read_views", "volume_views"]
 
 Plane = Literal["axial", "coronal", "sagittal"]
 
 #: The planes, in the order ``plane="all"`` draws them.
 PLANES: Final[tuple[Plane, ...]] = ("axial", "coronal", "sagittal")
-#: Named CT windows as ``(width, level)`` in HU.
-WINDOWS: Final[dict[str, tuple[float, float]]] = {
-    "bone": (1800.0, 400.0),
-    "soft": (400.0, 40.0),
-}
-#: Opacity of the label overlay.
-OVERLAY_ALPHA: Final = 0.5
 #: Orientation letters (left, right, top, bottom) of each plane, radiological convention.
 _LETTERS: Final[dict[str, tuple[str, str, str, str]]] = {
     "axial": ("R", "L", "A", "P"),
@@ -85,15 +36,6 @@ _LETTERS: Final[dict[str, tuple[str, str, str, str]]] = {
 }
 #: Index of the stored axis each plane cuts across.
 _CUT_AXIS: Final[dict[str, str]] = {"axial": "z", "coronal": "y", "sagittal": "x"}
-
-# Layout, in inches.
-_PANEL_HEIGHT: Final = 4.5
-_MAX_WIDTH: Final = 18.0
-_SIDE: Final = 0.3  # room for the left/right letters of a panel
-_TOP: Final = 0.95  # figure title, panel title, top letter
-_BOTTOM: Final = 0.3  # bottom letter
-_LEGEND_ROW: Final = 0.2  # height of one legend entry
-_LEGEND_COLUMN: Final = 0.85  # width of one legend column
 
 
 @dataclass(frozen=True)
@@ -134,91 +76,6 @@ class PlaneView:
         """Physical ``(width, height)`` of the picture in mm."""
         rows, cols = self.image.shape
         return cols * self.pixel_mm[1], rows * self.pixel_mm[0]
-
-
-def parse_window(window: str | Sequence[float]) -> tuple[float, float]:
-    """Return the ``(vmin, vmax)`` HU range of a CT window.
-
-    Parameters
-    ----------
-    window
-        ``"bone"`` (W 1800, L 400), ``"soft"`` (W 400, L 40), a ``"W,L"`` string such as
-        ``"1500,-600"``, or a ``(width, level)`` pair.
-
-    Returns
-    -------
-    tuple of float
-        ``(level - width / 2, level + width / 2)``.
-
-    Raises
-    ------
-    ValueError
-        For an unknown name, a malformed string or a width that is not positive.
-    """
-    if isinstance(window, str):
-        text = window.strip().lower()
-        if text in WINDOWS:
-            width, level = WINDOWS[text]
-        else:
-            parts = text.split(",")
-            try:
-                width, level = (float(p) for p in parts)
-            except ValueError:
-                raise ValueError(
-                    f"window must be one of {sorted(WINDOWS)} or 'WIDTH,LEVEL' in HU "
-                    f"(e.g. '1500,-600'), but is {window!r}"
-                ) from None
-    else:
-        values = [float(v) for v in window]
-        if len(values) != 2:
-            raise ValueError(f"window must be a (width, level) pair, but is {window!r}")
-        width, level = values
-    if not (math.isfinite(width) and math.isfinite(level)) or width <= 0:
-        raise ValueError(f"window width must be a positive number of HU, but is {width}")
-    return level - width / 2.0, level + width / 2.0
-
-
-def _rgba(colour: str, alpha: float) -> tuple[float, float, float, float]:
-    from matplotlib.colors import to_rgb
-
-    r, g, b = to_rgb(colour)
-    return r, g, b, alpha
-
-
-def _lookup(alpha: float) -> np.ndarray:
-    """RGBA per label value 0..255: transparent background, one colour per vertebra."""
-    table = np.zeros((256, 4), dtype=np.float64)
-    table[1:] = _rgba(OTHER_LABEL_COLOUR, alpha)
-    for label, colour in vertebra_colours().items():
-        table[label] = _rgba(colour, alpha)
-    return table
-
-
-def label_overlay(label: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """Return the RGBA overlay of a label map: each vertebra in its colour, 0 transparent.
-
-    Parameters
-    ----------
-    label
-        Integer label map (VerSe values; any shape).
-    alpha
-        Opacity of the labelled pixels.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``label.shape + (4,)`` float64 RGBA; alpha is 0 exactly where ``label == 0``.
-        Values outside 1..28 get :data:`OTHER_LABEL_COLOUR`.
-    """
-    values = np.asarray(label)
-    index = np.clip(values, 0, 255).astype(np.intp)
-    index[(values != 0) & (index == 0)] = 255  # negative values: not background
-    return _lookup(alpha)[index]
-
-
-# --------------------------------------------------------------------------------------------
-# Reading the cuts
-# --------------------------------------------------------------------------------------------
 
 
 def _planes(plane: str | Sequence[str]) -> tuple[Plane, ...]:
@@ -445,249 +302,3 @@ def volume_views(
         )
         views.append(_view(name, index, position, image, label, pixels[name]))
     return views
-
-
-# --------------------------------------------------------------------------------------------
-# Drawing
-# --------------------------------------------------------------------------------------------
-
-
-def _legend_labels(views: Sequence[PlaneView]) -> list[int]:
-    present: set[int] = set()
-    for view in views:
-        present.update(int(v) for v in np.unique(view.label) if v != 0)
-    ordered = [v for v in ANATOMICAL_ORDER if v in present]
-    return ordered + sorted(present - set(ordered))
-
-
-def draw_views(
-    views: Sequence[PlaneView],
-    *,
-    window: str | Sequence[float] = "bone",
-    title: str | None = None,
-    alpha: float = OVERLAY_ALPHA,
-    panel_height: float = _PANEL_HEIGHT,
-    dpi: float = 100.0,
-) -> Figure:
-    """Draw cuts side by side: CT in a window, the label overlay, letters and a legend.
-
-    Parameters
-    ----------
-    views
-        The cuts, e.g. from :func:`read_views`.
-    window
-        CT window (see :func:`parse_window`).
-    title
-        Figure title.
-    alpha
-        Opacity of the label overlay.
-    panel_height
-        Height of the panels in inches (reduced when the figure would be wider than 18 in).
-    dpi
-        Resolution of the figure.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        With an Agg canvas attached (``fig.savefig`` works without pyplot).
-    """
-    try:
-        from matplotlib import colormaps
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from matplotlib.patches import Patch
-    except ImportError as err:  # pragma: no cover - exercised without matplotlib
-        raise ImportError("pictures need matplotlib: pip install matplotlib") from err
-
-    if not views:
-        raise ValueError("no view to draw")
-    vmin, vmax = parse_window(window)
-    labels = _legend_labels(views)
-    colours = vertebra_colours()
-
-    ratios = [w / h if h > 0 else 1.0 for w, h in (v.extent_mm for v in views)]
-    per_column = max(1, int(panel_height / _LEGEND_ROW))
-    n_columns = max(1, math.ceil(len(labels) / per_column))
-    legend_width = n_columns * _LEGEND_COLUMN + 0.3
-    fixed = len(views) * 2 * _SIDE + legend_width
-    height = panel_height
-    if fixed + height * sum(ratios) > _MAX_WIDTH:
-        height = max(1.0, (_MAX_WIDTH - fixed) / sum(ratios))
-        per_column = max(1, int(height / _LEGEND_ROW))
-        n_columns = max(1, math.ceil(len(labels) / per_column))
-        legend_width = n_columns * _LEGEND_COLUMN + 0.3
-        fixed = len(views) * 2 * _SIDE + legend_width
-    fig_w = fixed + height * sum(ratios)
-    fig_h = _TOP + height + _BOTTOM
-    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi, facecolor="white")
-    FigureCanvasAgg(fig)
-
-    cmap = colormaps["gray"].with_extremes(bad="black")
-    left = 0.0
-    for view, ratio in zip(views, ratios, strict=True):
-        width = height * ratio
-        left += _SIDE
-        ax = fig.add_axes((left / fig_w, _BOTTOM / fig_h, width / fig_w, height / fig_h))
-        left += width + _SIDE
-        w_mm, h_mm = view.extent_mm
-        extent = (0.0, w_mm, h_mm, 0.0)
-        ax.imshow(
-            view.image,
-            cmap=cmap,
-            vmin=vmin,
-            vmax=vmax,
-            interpolation="nearest",
-            extent=extent,
-        )
-        ax.imshow(
-            label_overlay(view.label, alpha),
-            interpolation="nearest",
-            extent=extent,
-        )
-        ax.set_aspect("equal", adjustable="box")
-        ax.set_axis_off()
-        ax.set_title(
-            f"{view.plane}  {view.axis} = {view.index}  ({view.position_mm:.1f} mm)",
-            fontsize=9,
-            pad=16,
-        )
-        l_letter, r_letter, t_letter, b_letter = view.letters
-        style: dict[str, Any] = {"transform": ax.transAxes, "fontsize": 11, "weight": "bold"}
-        ax.text(-0.02, 0.5, l_letter, ha="right", va="center", **style)
-        ax.text(1.02, 0.5, r_letter, ha="left", va="center", **style)
-        ax.text(0.5, 1.01, t_letter, ha="center", va="bottom", **style)
-        ax.text(0.5, -0.01, b_letter, ha="center", va="top", **style)
-
-    anchor = (left + 0.15) / fig_w
-    if labels:
-        handles = [
-            Patch(
-                facecolor=colours.get(v, OTHER_LABEL_COLOUR),
-                edgecolor="none",
-                label=vertebra_name(v),
-            )
-            for v in labels
-        ]
-        fig.legend(
-            handles=handles,
-            loc="center left",
-            bbox_to_anchor=(anchor, (_BOTTOM + height / 2) / fig_h),
-            ncol=n_columns,
-            fontsize=8,
-            frameon=False,
-            title="vertebrae",
-            title_fontsize=9,
-            handlelength=1.2,
-            columnspacing=0.8,
-        )
-    else:
-        fig.text(anchor, 0.5, "no vertebra\nin these cuts", fontsize=8, va="center")
-    if title:
-        fig.suptitle(title, fontsize=11, y=1.0 - 0.08 / fig_h, va="top")
-    return fig
-
-
-def plot_case(
-    location: str | os.PathLike | Store,
-    case_id: str,
-    *,
-    z: int | None = None,
-    y: int | None = None,
-    x: int | None = None,
-    plane: str | Sequence[str] = "all",
-    window: str | Sequence[float] = "bone",
-    storage_options: dict[str, Any] | None = None,
-    alpha: float = OVERLAY_ALPHA,
-    panel_height: float = _PANEL_HEIGHT,
-    dpi: float = 100.0,
-) -> Figure:
-    """Draw a quick look of one case: CT planes, the vertebra labels and a legend.
-
-    Pixels are drawn to scale (spacing-correct aspect), in the radiological convention,
-    with orientation letters (R/L, A/P, S/I) on the edges; see the module docstring.
-
-    Parameters
-    ----------
-    location
-        Path or fsspec URL of the store (or a zarr store).
-    case_id
-        The case.
-    z, y, x
-        Stored indices of the axial, coronal and sagittal cuts (default: the middle of the
-        labelled slices, through the vertebral bodies, the mid-sagittal plane; see
-        :func:`read_views`).
-    plane
-        ``"all"`` (axial, coronal, sagittal side by side), ``"axial"``, ``"coronal"``,
-        ``"sagittal"``, or a sequence of them.
-    window
-        ``"bone"`` (W 1800, L 400), ``"soft"`` (W 400, L 40), ``"W,L"`` or ``(W, L)``.
-    storage_options
-        fsspec options for a URL.
-    alpha
-        Opacity of the label overlay.
-    panel_height
-        Height of the panels, inches.
-    dpi
-        Resolution of the figure.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Not registered with pyplot; display it in a notebook, or ``fig.savefig(path)``.
-    """
-    vmin, vmax = parse_window(window)  # fail before reading
-    views = read_views(
-        location, case_id, z=z, y=y, x=x, plane=plane, storage_options=storage_options
-    )
-    title = f"{case_id}   window [{vmin:g}, {vmax:g}] HU"
-    return draw_views(
-        views, window=window, title=title, alpha=alpha, panel_height=panel_height, dpi=dpi
-    )
-
-
-def save_case_png(
-    location: str | os.PathLike | Store,
-    case_id: str,
-    out: str | os.PathLike,
-    *,
-    z: int | None = None,
-    y: int | None = None,
-    x: int | None = None,
-    plane: str | Sequence[str] = "all",
-    window: str | Sequence[float] = "bone",
-    storage_options: dict[str, Any] | None = None,
-    alpha: float = OVERLAY_ALPHA,
-    panel_height: float = _PANEL_HEIGHT,
-    dpi: float = 100.0,
-) -> Path:
-    """Write :func:`plot_case`'s picture as a PNG (parent folders are created).
-
-    Parameters
-    ----------
-    location, case_id, z, y, x, plane, window, storage_options, alpha, panel_height, dpi
-        As for :func:`plot_case`.
-    out
-        The PNG file to write.
-
-    Returns
-    -------
-    pathlib.Path
-        The written file.
-    """
-    fig = plot_case(
-        location,
-        case_id,
-        z=z,
-        y=y,
-        x=x,
-        plane=plane,
-        window=window,
-        storage_options=storage_options,
-        alpha=alpha,
-        panel_height=panel_height,
-        dpi=dpi,
-    )
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, format="png", dpi=dpi, facecolor=fig.get_facecolor())
-    return target
