@@ -39,7 +39,8 @@ except ImportError as err:  # pragma: no cover - exercised with torch hidden
 import numpy as np
 import numpy.typing as npt
 
-from .sampling import Item, Location, PatchSequence, SliceSequence, VolumeSequence
+from .sampling import Item, PatchSequence, SliceSequence, VolumeSequence
+from .sampling.sequences import Location
 
 __all__ = ["PatchDataset", "SliceDataset", "VolumeDataset", "default_context", "to_tensors"]
 

@@ -271,7 +271,7 @@ def test_a_forked_child_opens_its_own_arrays(store: Path) -> None:
 
 
 def _read_in_child(seq: SliceSequence, i: int, queue) -> None:
-    parents = list(slicereader._readers.values())  # inherited from the parent process
+    parents = list(slicereader._readers.entries.values())  # inherited from the parent process
     item = seq[i]
     mine = seq._arrays(int(item["index"]))
     queue.put((bool(parents) and all(mine is not r for r in parents), item["image"]))

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import zlib
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple, NoReturn
@@ -33,8 +31,9 @@ from zarr.buffer import default_buffer_prototype
 from ..compat import sync
 from ..errors import DamagedStoreError, StoreChangedError
 from ..schema import IMAGE, LABEL, SHARD_CRC_KEY
+from .processcache import ProcessCache
 from .shardformat import EMPTY_ENTRY, ShardLayout
-from .store import cache_key, case_group, forget, register_cache
+from .store import cache_key, case_group, forget
 
 __all__ = [
     "EMPTY_ENTRY",
@@ -219,9 +218,7 @@ def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
             for r, z0, z1, dtype in requests
         ]
     )
-    scratch: dict[int, np.ndarray] = {}
-    # (request number, reader, shard, first z, stop z) per shard touched by a lean request
-    pieces: list[tuple[int, ZReader, int, int, int]] = []
+    pieces: list[_Piece] = []
     for n, (reader, z0, z1, _) in enumerate(requests):
         layout = reader.layout
         if layout is None:
@@ -232,8 +229,21 @@ def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
             lo = max(z0, shard * layout.shard_z)
             hi = min(z1, (shard + 1) * layout.shard_z)
             pieces.append((n, reader, shard, lo, hi))
+    shards = _fetch_shards_and_indexes(pieces)
+    _read_chunks(requests, pieces, shards, out)
+    return out
 
-    # 1. whole shards, and the indexes of the shards read in part
+
+#: A lean request's part in one shard: (request number, reader, shard, first z, stop z).
+_Piece = tuple[int, ZReader, int, int, int]
+
+
+def _fetch_shards_and_indexes(pieces: Sequence[_Piece]) -> dict[int, bytes]:
+    """First batch: the whole shards of the pieces spanning one, the uncached indexes of others.
+
+    Indexes are checked against the metadata and cached in their reader; whole shards are
+    checked and returned by piece number.
+    """
     first: list[_Fetch] = []
     first_of: list[tuple[str, int]] = []
     for p, (_, reader, shard, lo, hi) in enumerate(pieces):
@@ -262,27 +272,34 @@ def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
             reader.missing(lo, f"shard {layout.key(shard)!r} is missing or truncated")
         if kind == "shard":
             shards[p] = data
-            raw = data[-layout.index_size :] if layout.index_at_end else data[: layout.index_size]
-            reader.check_index(shard, raw)
+            reader.check_index(shard, _index_bytes(layout, data))
         else:
             reader.check_index(shard, data)
             reader.remember_index(shard, layout.decode_index(data), identity)
+    return shards
 
-    # 2. single chunks of shards read in part
+
+def _read_chunks(
+    requests: Sequence[Request],
+    pieces: Sequence[_Piece],
+    shards: dict[int, bytes],
+    out: list[np.ndarray],
+) -> None:
+    """Second batch: decode the whole shards fetched, fetch and decode the single chunks."""
+    scratch: dict[int, np.ndarray] = {}
     second: list[_Fetch] = []
     second_of: list[tuple[int, int]] = []
     for p, (n, reader, shard, lo, hi) in enumerate(pieces):
         layout = reader.layout
         assert layout is not None
         if p in shards:
-            data = shards[p]
-            raw = data[-layout.index_size :] if layout.index_at_end else data[: layout.index_size]
-            table = layout.decode_index(raw)
+            whole = shards[p]
+            table = layout.decode_index(_index_bytes(layout, whole))
             for z in range(lo, hi):
                 offset, length = (int(v) for v in table[z - shard * layout.shard_z])
-                if offset == EMPTY_ENTRY or offset + length > len(data):
+                if offset == EMPTY_ENTRY or offset + length > len(whole):
                     reader.missing(z, "its chunk is missing from the shard")
-                _put(out[n], z - requests[n][1], layout, data[offset : offset + length], scratch)
+                _put(out[n], z - requests[n][1], layout, whole[offset : offset + length], scratch)
             continue
         cached = reader.cached_index(shard)
         assert cached is not None
@@ -302,7 +319,11 @@ def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
         if data is None:
             reader.missing(z, f"shard {layout.key(shard)!r} is missing")
         _put(out[n], z - requests[n][1], layout, data, scratch)
-    return out
+
+
+def _index_bytes(layout: ShardLayout, shard: bytes) -> bytes:
+    """The encoded index at the end (or the start) of a whole shard's bytes."""
+    return shard[-layout.index_size :] if layout.index_at_end else shard[: layout.index_size]
 
 
 def _allocate(blocks: Sequence[tuple[tuple[int, ...], np.dtype[Any]]]) -> list[np.ndarray]:
@@ -335,10 +356,7 @@ def _put(
 
 
 #: Readers of the cases opened in this process (each keeps its shard indexes).
-_readers: OrderedDict[tuple, CaseReaders] = OrderedDict()
-_readers_lock = threading.Lock()
-_MAX_CACHED_READERS: Final = 256
-register_cache(_readers)
+_readers: ProcessCache[CaseReaders] = ProcessCache(limit=256)
 
 
 def case_readers(
@@ -358,11 +376,9 @@ def case_readers(
         fsspec options for a URL.
     """
     key = (*cache_key(location, storage_options), case_id)
-    with _readers_lock:
-        found = _readers.get(key)
-        if found is not None:
-            _readers.move_to_end(key)
-            return found
+    found = _readers.get(key)
+    if found is not None:
+        return found
     group = case_group(location, case_id, storage_options=storage_options)
     image, label = group[IMAGE], group[LABEL]
     assert isinstance(image, zarr.Array) and isinstance(label, zarr.Array)
@@ -377,9 +393,4 @@ def case_readers(
         )
         for name, array in ((IMAGE, image), (LABEL, label))
     )
-    found = CaseReaders(image_reader, label_reader, affine)
-    with _readers_lock:
-        _readers[key] = found
-        while len(_readers) > _MAX_CACHED_READERS:
-            _readers.popitem(last=False)
-    return found
+    return _readers.put(key, CaseReaders(image_reader, label_reader, affine))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections import OrderedDict
 from typing import Any, Final
 
 import dask
@@ -28,7 +27,8 @@ from ..schema import (
 )
 from ..vertebrae import VERTEBRA_LABELS
 from .labelindex import boxes_from_attrs
-from .store import cache_key, case_group, register_cache
+from .processcache import ProcessCache
+from .store import cache_key, case_group
 
 __all__ = ["LeanSlices", "LeanVariable", "axis_coordinates", "open_volume"]
 
@@ -251,10 +251,7 @@ def _lazy(array: zarr.Array, name: str, chunks_z: int) -> da.Array:
 
 
 #: Lazy volumes built in this process (graph construction costs ~10 ms; a slice read ~2 ms).
-_volumes: OrderedDict[tuple, xr.Dataset] = OrderedDict()
-_volumes_lock = threading.Lock()
-_MAX_CACHED_VOLUMES = 256
-register_cache(_volumes)
+_volumes: ProcessCache[xr.Dataset] = ProcessCache(limit=256)
 
 
 def open_volume(
@@ -290,16 +287,9 @@ def cached_volume(
 ) -> xr.Dataset:
     """The process's cached lazy volume of one case, built on first use; never modify it."""
     key = (*cache_key(location, storage_options), case_id)
-    with _volumes_lock:
-        cached = _volumes.get(key)
-        if cached is not None:
-            _volumes.move_to_end(key)
+    cached = _volumes.get(key)
     if cached is None:
-        cached = _build_volume(location, case_id, storage_options)
-        with _volumes_lock:
-            _volumes[key] = cached
-            while len(_volumes) > _MAX_CACHED_VOLUMES:
-                _volumes.popitem(last=False)
+        cached = _volumes.put(key, _build_volume(location, case_id, storage_options))
     return cached
 
 

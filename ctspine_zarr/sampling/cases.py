@@ -1,0 +1,129 @@
+"""Which cases of a store a training sequence serves, as small numpy index arrays.
+
+:func:`select_cases` filters the store's catalogue by split, source and vertebra and keeps,
+per selected case, what the sequences need to plan their items without reading an array:
+its id, source and split, shape, voxel spacing, and which vertebrae it holds with their
+boxes. :data:`VERTEBRA_COLUMN` maps a vertebra label to its column in those arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import xarray as xr
+
+from ..schema import CASE_DIM, SOURCES, VERTEBRA_DIM
+from ..vertebrae import VERTEBRA_LABELS
+
+__all__ = ["VERTEBRA_COLUMN", "CaseTable", "select_cases"]
+
+#: Column of each vertebra label in :attr:`CaseTable.has_vertebra` and the box arrays.
+VERTEBRA_COLUMN: Final = {label: i for i, label in enumerate(VERTEBRA_LABELS)}
+
+
+@dataclass(frozen=True)
+class CaseTable:
+    """The selected cases, one row each, in catalogue order.
+
+    Attributes
+    ----------
+    ids, sources, splits
+        Case id, source and split of each case.
+    shapes
+        int64 ``[n, 3]``: ``(z, y, x)`` voxels.
+    spacings
+        float64 ``[n, 3]``: ``(z, y, x)`` voxel size in mm.
+    has_vertebra
+        bool ``[n, vertebra]``: which vertebrae each case holds (columns: :data:`VERTEBRA_COLUMN`).
+    bbox_start, bbox_stop
+        int64 ``[n, vertebra, 3]``: each vertebra's half-open ``(z, y, x)`` box (-1 if absent).
+    """
+
+    ids: tuple[str, ...]
+    sources: tuple[str, ...]
+    splits: tuple[str, ...]
+    shapes: np.ndarray
+    spacings: np.ndarray
+    has_vertebra: np.ndarray
+    bbox_start: np.ndarray
+    bbox_stop: np.ndarray
+
+
+def select_cases(
+    catalogue: xr.Dataset,
+    *,
+    split: str | None,
+    source: str | Sequence[str] | None,
+    vertebra: int | None,
+) -> CaseTable:
+    """Return the cases of ``catalogue`` in ``split``, of ``source``, holding ``vertebra``.
+
+    None selects all splits, sources or cases. A catalogue whose vertebra axis differs from
+    :data:`ctspine_zarr.vertebrae.VERTEBRA_LABELS` is aligned to it first.
+
+    Raises
+    ------
+    ValueError
+        For an unknown source.
+    """
+    n_all = catalogue.sizes.get(CASE_DIM, 0)
+    if n_all and list(catalogue[VERTEBRA_DIM].values) != list(VERTEBRA_LABELS):
+        labels = np.asarray(VERTEBRA_LABELS, dtype=catalogue[VERTEBRA_DIM].dtype)
+        absent = {"has_vertebra": False, "bbox_start": -1, "bbox_stop": -1}
+        catalogue = catalogue.reindex({VERTEBRA_DIM: labels}, fill_value=absent)
+    if n_all and "split" in catalogue:
+        ids = np.array([str(c) for c in catalogue[CASE_DIM].values], dtype=object)
+        splits = np.array([str(v) for v in catalogue["split"].values], dtype=object)
+        sources = np.array([str(v) for v in catalogue["source"].values], dtype=object)
+    else:
+        n_all = 0
+        ids = splits = sources = np.array([], dtype=object)
+    keep = np.ones(n_all, dtype=bool)
+    if split is not None:
+        keep &= splits == split
+    if source is not None:
+        wanted = [source] if isinstance(source, str) else list(source)
+        unknown = sorted(set(wanted) - set(SOURCES) - set(sources.tolist()))
+        if unknown:
+            raise ValueError(f"unknown source(s) {unknown}; sources are {list(SOURCES)}")
+        keep &= np.isin(sources, wanted)
+    if n_all:
+        has = np.asarray(catalogue["has_vertebra"].values, dtype=bool)
+    else:
+        has = np.zeros((0, len(VERTEBRA_LABELS)), dtype=bool)
+    if vertebra is not None:
+        keep &= has[:, VERTEBRA_COLUMN[vertebra]]
+    rows = np.flatnonzero(keep)
+    if not len(rows):
+        return _no_cases()
+
+    def column(name: str, dtype: Any) -> np.ndarray:
+        return np.asarray(catalogue[name].values, dtype=dtype)[rows]
+
+    return CaseTable(
+        ids=tuple(str(c) for c in ids[rows]),
+        sources=tuple(str(s) for s in sources[rows]),
+        splits=tuple(str(s) for s in splits[rows]),
+        shapes=np.stack([column(n, np.int64) for n in ("n_slices", "n_y", "n_x")], 1),
+        spacings=np.stack([column(f"spacing_{a}", np.float64) for a in ("z", "y", "x")], 1),
+        has_vertebra=has[rows],
+        bbox_start=column("bbox_start", np.int64),
+        bbox_stop=column("bbox_stop", np.int64),
+    )
+
+
+def _no_cases() -> CaseTable:
+    n_labels = len(VERTEBRA_LABELS)
+    return CaseTable(
+        ids=(),
+        sources=(),
+        splits=(),
+        shapes=np.zeros((0, 3), dtype=np.int64),
+        spacings=np.zeros((0, 3), dtype=np.float64),
+        has_vertebra=np.zeros((0, n_labels), dtype=bool),
+        bbox_start=np.zeros((0, n_labels, 3), dtype=np.int64),
+        bbox_stop=np.zeros((0, n_labels, 3), dtype=np.int64),
+    )

@@ -1,0 +1,53 @@
+"""Quick-look pictures of one case: CT planes in a window, the vertebra labels and a legend.
+
+Pictures are drawn in the *radiological* convention, with the orientation letters on the
+edges of every panel:
+
+========  ======================  ==========  ============
+plane     viewed from             left/right  top/bottom
+========  ======================  ==========  ============
+axial     the feet                R / L       A / P
+coronal   the front               R / L       S / I
+sagittal  the patient's left      A / P       S / I
+========  ======================  ==========  ============
+
+The store holds every case in canonical RAS+ orientation (``x`` increases to the patient's
+Right, ``y`` to Anterior, ``z`` to Superior) indexed ``[z, y, x]``, so each of the three cuts
+(``image[z]`` on ``(y, x)``, ``image[:, y]`` on ``(z, x)``, ``image[:, :, x]`` on ``(z, y)``)
+is shown with both of its axes reversed: row 0 at the top is the largest row coordinate
+(anterior or superior), column 0 at the left the largest column coordinate (the patient's
+right, or anterior). Pixels are drawn to scale in mm (the voxel spacing), so the panels have
+the physical aspect ratio of the cut.
+
+Reads: the axial plane is one chunk per array (``image[z]``, ``label[z]``). A coronal or a
+sagittal cut needs one row or column of *every* slice, which decodes every slice chunk of
+the case (the chunks are whole axial slices); both cuts are taken in the same single pass,
+one shard (32 slices) at a time, so memory stays at one shard.
+
+Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly (no
+``pyplot``, no global backend), so this works headless, in threads and in notebooks.
+Every vertebra is drawn in its colour of :data:`ctspine_zarr.vertebrae.VERTEBRA_COLOURS`.
+"""
+
+from __future__ import annotations
+
+from ...vertebrae import OTHER_LABEL_COLOUR
+from .case import plot_case, save_case_png
+from .figure import draw_views
+from .views import PLANES, PlaneView, read_views, volume_views
+from .window import OVERLAY_ALPHA, WINDOWS, label_overlay, parse_window
+
+__all__ = [
+    "OTHER_LABEL_COLOUR",
+    "OVERLAY_ALPHA",
+    "PLANES",
+    "WINDOWS",
+    "PlaneView",
+    "draw_views",
+    "label_overlay",
+    "parse_window",
+    "plot_case",
+    "read_views",
+    "save_case_png",
+    "volume_views",
+]

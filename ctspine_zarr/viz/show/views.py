@@ -1,0 +1,304 @@
+"""The cuts of a case a picture shows, in screen order: :class:`PlaneView` and its readers.
+
+:func:`read_views` reads a case's axial, coronal and sagittal cuts from the store (the
+coronal and sagittal ones in one pass by shard); :func:`volume_views` cuts an open volume
+Dataset. Both reverse the stored axes into the radiological convention and attach the
+orientation letters (see :mod:`ctspine_zarr.viz.show`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import numpy as np
+import xarray as xr
+import zarr
+from zarr.abc.store import Store
+
+from ...io.store import case_group
+from ...io.volume import axis_coordinates
+from ...schema import IMAGE, LABEL
+
+__all__ = ["PLANES", "PlaneView", "read_views", "volume_views"]
+
+Plane = Literal["axial", "coronal", "sagittal"]
+
+#: The planes, in the order ``plane="all"`` draws them.
+PLANES: Final[tuple[Plane, ...]] = ("axial", "coronal", "sagittal")
+#: Orientation letters (left, right, top, bottom) of each plane, radiological convention.
+_LETTERS: Final[dict[str, tuple[str, str, str, str]]] = {
+    "axial": ("R", "L", "A", "P"),
+    "coronal": ("R", "L", "S", "I"),
+    "sagittal": ("A", "P", "S", "I"),
+}
+#: Index of the stored axis each plane cuts across.
+_CUT_AXIS: Final[dict[str, str]] = {"axial": "z", "coronal": "y", "sagittal": "x"}
+
+
+@dataclass(frozen=True)
+class PlaneView:
+    """One cut of a case, in screen order (row 0 at the top, column 0 at the left).
+
+    Attributes
+    ----------
+    plane
+        ``"axial"``, ``"coronal"`` or ``"sagittal"``.
+    index
+        Stored index of the cut along its axis (``z``, ``y`` or ``x``).
+    position_mm
+        Coordinate of the cut along that axis (``origin + index * spacing``, mm).
+    image, label
+        2D arrays as displayed.
+    pixel_mm
+        ``(row, column)`` size of one displayed pixel in mm.
+    letters
+        Orientation letters at the ``(left, right, top, bottom)`` edges.
+    """
+
+    plane: Plane
+    index: int
+    position_mm: float
+    image: np.ndarray
+    label: np.ndarray
+    pixel_mm: tuple[float, float]
+    letters: tuple[str, str, str, str]
+
+    @property
+    def axis(self) -> str:
+        """The stored axis the cut is taken across: ``"z"``, ``"y"`` or ``"x"``."""
+        return _CUT_AXIS[self.plane]
+
+    @property
+    def extent_mm(self) -> tuple[float, float]:
+        """Physical ``(width, height)`` of the picture in mm."""
+        rows, cols = self.image.shape
+        return cols * self.pixel_mm[1], rows * self.pixel_mm[0]
+
+
+def _planes(plane: str | Sequence[str]) -> tuple[Plane, ...]:
+    names = [plane] if isinstance(plane, str) else list(plane)
+    if names == ["all"]:
+        return PLANES
+    out: list[Plane] = []
+    for name in names:
+        if name not in PLANES:
+            raise ValueError(f"plane must be 'all' or one of {PLANES}, but is {name!r}")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise ValueError("no plane to draw")
+    return tuple(p for p in PLANES if p in out)
+
+
+#: Default coronal cut: this fraction of a vertebra's box depth behind its anterior edge,
+#: which passes through the vertebral body (the box also holds the arch and processes).
+_BODY_DEPTH: Final = 0.2
+
+
+def _default_cuts(attrs: dict[str, Any], shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Default ``(z, y, x)`` cuts from the stored vertebra boxes (no mask is read).
+
+    ``z``: the middle of the labelled slices; ``y``: through the vertebral bodies (median over
+    the vertebrae); ``x``: the median of the vertebrae's box centres (the mid-sagittal plane).
+    The middle of the volume for a case without vertebrae.
+    """
+    boxes = [np.asarray(entry["box"], dtype=np.float64) for entry in attrs["vertebrae"].values()]
+    if not boxes:
+        return shape[0] // 2, shape[1] // 2, shape[2] // 2
+    b = np.stack(boxes)  # [z0, y0, x0, z1, y1, x1], half-open
+    z = (b[:, 0].min() + b[:, 3].max() - 1) / 2
+    y = np.median(b[:, 4] - 1 - _BODY_DEPTH * (b[:, 4] - b[:, 1]))
+    x = np.median((b[:, 2] + b[:, 5] - 1) / 2)
+    iz, iy, ix = (
+        int(np.clip(np.floor(v), 0, n - 1)) for v, n in zip((z, y, x), shape, strict=True)
+    )
+    return iz, iy, ix
+
+
+def _index(value: int | None, default: int, n: int, name: str, where: str) -> int:
+    if value is None:
+        return default
+    index = int(value)
+    if not -n <= index < n:
+        raise IndexError(f"{name} index must lie in [0, {n}) for {where}, but is {index}")
+    return index % n
+
+
+def _cuts(
+    array: zarr.Array, y: int | None, x: int | None, z: int | None
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Read row ``y`` and column ``x`` of every slice (and slice ``z``) in one pass by shard."""
+    n_z = array.shape[0]
+    step = int((array.shards or array.chunks)[0])
+    rows = np.empty((n_z, array.shape[2]), dtype=array.dtype) if y is not None else None
+    cols = np.empty((n_z, array.shape[1]), dtype=array.dtype) if x is not None else None
+    axial = None
+    for start in range(0, n_z, step):
+        stop = min(n_z, start + step)
+        block = np.asarray(array[start:stop])
+        if rows is not None:
+            rows[start:stop] = block[:, y, :]
+        if cols is not None:
+            cols[start:stop] = block[:, :, x]
+        if z is not None and start <= z < stop:
+            axial = block[z - start].copy()
+    return axial, rows, cols
+
+
+def read_views(
+    location: str | os.PathLike | Store,
+    case_id: str,
+    *,
+    z: int | None = None,
+    y: int | None = None,
+    x: int | None = None,
+    plane: str | Sequence[str] = "all",
+    storage_options: dict[str, Any] | None = None,
+) -> list[PlaneView]:
+    """Read the cuts of one case that a picture needs, in screen order.
+
+    Parameters
+    ----------
+    location
+        Path or fsspec URL of the store (or a zarr store).
+    case_id
+        The case.
+    z, y, x
+        Stored indices of the axial, coronal and sagittal cuts. Defaults, from the case's
+        stored vertebra boxes (no mask is read): ``z`` the middle of the labelled slices,
+        ``y`` through the vertebral bodies, ``x`` the mid-sagittal plane of the vertebrae;
+        the middle of the volume for a case without vertebrae.
+    plane
+        ``"all"``, one of :data:`PLANES`, or a sequence of them.
+    storage_options
+        fsspec options for a URL.
+
+    Returns
+    -------
+    list of PlaneView
+        One per plane, in the order of :data:`PLANES`.
+
+    Raises
+    ------
+    CaseNotFoundError
+        For an unknown case.
+    IndexError
+        For an index outside the volume.
+    ValueError
+        For an unknown plane.
+    """
+    planes = _planes(plane)
+    group = case_group(location, case_id, storage_options=storage_options)
+    image, label = group[IMAGE], group[LABEL]
+    assert isinstance(image, zarr.Array) and isinstance(label, zarr.Array)
+    attrs: dict[str, Any] = dict(group.attrs)
+    shape = tuple(int(n) for n in image.shape)
+    middle = _default_cuts(attrs, shape)
+    iz = _index(z, middle[0], shape[0], "z", f"case {case_id!r}")
+    iy = _index(y, middle[1], shape[1], "y", f"case {case_id!r}")
+    ix = _index(x, middle[2], shape[2], "x", f"case {case_id!r}")
+    sz, sy, sx = (float(v) for v in attrs["spacing_zyx"])
+    coords = axis_coordinates(np.asarray(attrs["affine"], dtype=float), shape)
+
+    need_y = iy if "coronal" in planes else None
+    need_x = ix if "sagittal" in planes else None
+    cuts: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]
+    if need_y is None and need_x is None:
+        cuts = [(np.asarray(a[iz]), None, None) for a in (image, label)]
+    else:
+        axial_z = iz if "axial" in planes else None
+        cuts = [_cuts(a, need_y, need_x, axial_z) for a in (image, label)]
+    (image_z, image_y, image_x), (label_z, label_y, label_x) = cuts
+
+    views = []
+    for name in planes:
+        if name == "axial":
+            pair, pixel, index = (image_z, label_z), (sy, sx), iz
+        elif name == "coronal":
+            pair, pixel, index = (image_y, label_y), (sz, sx), iy
+        else:
+            pair, pixel, index = (image_x, label_x), (sz, sy), ix
+        assert pair[0] is not None and pair[1] is not None
+        position = float(coords[_CUT_AXIS[name]][index])
+        views.append(_view(name, index, position, pair[0], pair[1], pixel))
+    return views
+
+
+def _view(
+    plane: Plane,
+    index: int,
+    position_mm: float,
+    image: np.ndarray,
+    label: np.ndarray,
+    pixel_mm: tuple[float, float],
+) -> PlaneView:
+    """A view of a cut given in stored order (rows and columns increasing with the index)."""
+    return PlaneView(
+        plane=plane,
+        index=int(index),
+        position_mm=float(position_mm),
+        # both axes reversed: anterior/superior at the top, right/anterior at the left
+        image=np.ascontiguousarray(np.asarray(image)[::-1, ::-1]),
+        label=np.ascontiguousarray(np.asarray(label)[::-1, ::-1]),
+        pixel_mm=(float(pixel_mm[0]), float(pixel_mm[1])),
+        letters=_LETTERS[plane],
+    )
+
+
+def volume_views(
+    volume: xr.Dataset,
+    *,
+    z: int | None = None,
+    y: int | None = None,
+    x: int | None = None,
+    plane: str | Sequence[str] = "all",
+) -> list[PlaneView]:
+    """Cut a volume Dataset (a case or a crop of one) into views, reading only the cuts.
+
+    Parameters
+    ----------
+    volume
+        ``image`` and ``label`` on ``(z, y, x)`` with the ``z``, ``y``, ``x`` coordinates in
+        mm and ``attrs["spacing_zyx"]``, as :func:`ctspine_zarr.io.volume.open_volume` gives
+        (``ds.ctspine.volume(case)``), or any ``isel`` of it such as a vertebra's box.
+    z, y, x
+        Positions of the cuts in ``volume`` (``isel`` indices; default: the middle).
+    plane
+        ``"all"``, one of :data:`PLANES`, or a sequence of them.
+
+    Returns
+    -------
+    list of PlaneView
+        One per plane; ``index`` is the stored index of the cut in the case (from the
+        coordinates and ``attrs["affine"]`` when present, else the position in ``volume``).
+    """
+    planes = _planes(plane)
+    shape = tuple(int(volume.sizes[d]) for d in ("z", "y", "x"))
+    spacing = tuple(float(v) for v in volume.attrs["spacing_zyx"])
+    affine = volume.attrs.get("affine")
+    picks = {
+        "z": _index(z, shape[0] // 2, shape[0], "z", "this volume"),
+        "y": _index(y, shape[1] // 2, shape[1], "y", "this volume"),
+        "x": _index(x, shape[2] // 2, shape[2], "x", "this volume"),
+    }
+    pixels = {"axial": (spacing[1], spacing[2]), "coronal": (spacing[0], spacing[2])}
+    pixels["sagittal"] = (spacing[0], spacing[1])
+    views = []
+    for name in planes:
+        axis = _CUT_AXIS[name]
+        cut = volume[[IMAGE, LABEL]].isel({axis: picks[axis]})
+        position = float(cut[axis].values)
+        index = picks[axis]
+        if affine is not None:  # coordinates are origin + index * spacing (volume.py)
+            row = {"x": 0, "y": 1, "z": 2}[axis]
+            step = spacing[("z", "y", "x").index(axis)]
+            index = int(round((position - float(np.asarray(affine)[row, 3])) / step))
+        image, label = (
+            cut[v].transpose(*[d for d in ("z", "y", "x") if d != axis]).values
+            for v in (IMAGE, LABEL)
+        )
+        views.append(_view(name, index, position, image, label, pixels[name]))
+    return views
