@@ -19,11 +19,13 @@ import numpy as np
 
 from ..errors import InvalidCaseError
 from .geometry import check_geometry, source_affine_mm, to_canonical_zyx
+from .layout import RawCase
 from .limits import default_max_voxel_bytes, gunzip, head, read_bytes
 from .niftiheader import check_claim, check_length, header_claim, image_from_bytes
+from .remote import url_to_fs
 from .voxels import label_values, smallest_exact_dtype, voxel_values
 
-__all__ = ["CanonicalVolume", "FileFingerprint", "read_pair", "read_volume"]
+__all__ = ["CanonicalVolume", "FileFingerprint", "read_case", "read_pair", "read_volume"]
 
 _AFFINE_ATOL_MM = 1e-3
 
@@ -221,3 +223,31 @@ def read_pair(
             "give both files the same geometry",
         )
     return image, label
+
+
+def read_case(
+    case: RawCase, storage_options: dict[str, Any] | None = None
+) -> tuple[CanonicalVolume, CanonicalVolume]:
+    """Read and validate the image and label map of a raw case, as :func:`read_pair`.
+
+    Parameters
+    ----------
+    case
+        A case of the raw tree with both files (local paths or fsspec URLs).
+    storage_options
+        fsspec options for URL files.
+
+    Returns
+    -------
+    tuple of CanonicalVolume
+        ``(image, label)``, both in canonical ``[z, y, x]`` orientation.
+
+    Raises
+    ------
+    InvalidCaseError
+        When either file is bad or the two do not match in shape or affine.
+    """
+    assert case.image is not None and case.label is not None
+    fs, image_path = url_to_fs(case.image, storage_options)
+    _, label_path = url_to_fs(case.label, storage_options)
+    return read_pair(image_path, label_path, case_id=case.case_id, fs=fs)
