@@ -12,7 +12,8 @@ from .errors import CaseNotFoundError, CTSpineError, InvalidCaseError, StoreErro
 from .io.export import to_nifti  # noqa: E402
 from .io.store import open, open_catalogue  # noqa: E402,A004
 from .write.ingest import IngestReport, ingest  # noqa: E402
-from .write.verify import VerifyReport, verify  # noqa: E402
+from .write.verify import verify  # noqa: E402
+from .write.verifyreport import VerifyReport  # noqa: E402
 
 __all__ = [
     "CTSpineError",

@@ -228,7 +228,7 @@ def read_pair(
 def read_case(
     case: RawCase, storage_options: dict[str, Any] | None = None
 ) -> tuple[CanonicalVolume, CanonicalVolume]:
-    """Read and validate the image and label map of a raw case, as :func:`read_pair`.
+    """Read and validate the image and label map of a raw case with :func:`read_pair`.
 
     Parameters
     ----------
@@ -240,12 +240,7 @@ def read_case(
     Returns
     -------
     tuple of CanonicalVolume
-        ``(image, label)``, both in canonical ``[z, y, x]`` orientation.
-
-    Raises
-    ------
-    InvalidCaseError
-        When either file is bad or the two do not match in shape or affine.
+        ``(image, label)``, as :func:`read_pair` returns them (and raises).
     """
     assert case.image is not None and case.label is not None
     fs, image_path = url_to_fs(case.image, storage_options)

@@ -264,7 +264,8 @@ def _damaged(store: Any, storage_options: dict[str, Any] | None, repair: bool) -
     """``{case_id: problem}`` of the cases a full verification finds damaged (``repair``)."""
     if not repair:
         return {}
-    from .verify import ERROR, verify
+    from .verify import verify
+    from .verifyreport import ERROR
 
     found: dict[str, str] = {}
     for problem in verify(store, storage_options=storage_options).problems:
