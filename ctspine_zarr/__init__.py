@@ -11,7 +11,8 @@ from .errors import CaseNotFoundError, CTSpineError, InvalidCaseError, StoreErro
 from .io.export import to_nifti
 from .io.store import open, open_catalogue  # noqa: A004
 from .write.ingest import IngestReport, ingest
-from .write.verify import VerifyReport, verify
+from .write.verify import verify
+from .write.verifyreport import VerifyReport
 
 __all__ = [
     "CTSpineError",

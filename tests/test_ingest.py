@@ -239,14 +239,14 @@ def test_workers_are_a_thread_budget(
     """Cases in parallel, their slices encoded on one shared pool of ``workers`` threads."""
     import importlib
 
-    # ``ctspine_zarr.write.ingest`` is the package's ingest function: import the module by name
-    ingest_module = importlib.import_module("ctspine_zarr.write.ingest")
+    # the per-case writer calls write_array: patch it where that module looks it up
+    case_module = importlib.import_module("ctspine_zarr.write.case")
     shardwriter = importlib.import_module("ctspine_zarr.io.shardwriter")
 
     raw = tmp_path / "raw"
     make_raw_tree(raw, n_cases=n_cases, shape=(24, 24), n_slices=(4, 6), seed=3)
     used: list[int] = []
-    write_array = ingest_module.write_array
+    write_array = case_module.write_array
     case_of_thread = threading.local()
 
     def recording(array, data, *, threads: int = 1):  # type: ignore[no-untyped-def]
@@ -257,7 +257,7 @@ def test_workers_are_a_thread_budget(
     def no_pool(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("one encoding thread needs no pool")
 
-    monkeypatch.setattr(ingest_module, "write_array", recording)
+    monkeypatch.setattr(case_module, "write_array", recording)
     if threads == 1:
         monkeypatch.setattr(shardwriter, "ThreadPoolExecutor", no_pool)
     sizes: list[int] = []

@@ -25,7 +25,8 @@ import pytest
 
 import ctspine_zarr
 from ctspine_zarr.errors import InvalidCaseError
-from ctspine_zarr.io.nifti import MAX_VOLUME_BYTES_ENV, default_max_voxel_bytes, read_volume
+from ctspine_zarr.io.limits import MAX_VOLUME_BYTES_ENV, default_max_voxel_bytes
+from ctspine_zarr.io.nifti import read_volume
 from ctspine_zarr.io.remote import RemoteTimeoutError, with_default_options
 from ctspine_zarr.testing.synthetic import make_raw_tree
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from ctspine_zarr.errors import InvalidCaseError
-from ctspine_zarr.io.nifti import read_pair, read_volume, smallest_exact_dtype
+from ctspine_zarr.io.nifti import read_pair, read_volume
+from ctspine_zarr.io.voxels import smallest_exact_dtype
 
 NIBABEL_DATA = Path(nib.__file__).parent / "tests" / "data"
 

@@ -25,7 +25,8 @@ from ctspine_zarr.schema import (
     SLICE_VERTEBRAE,
 )
 from ctspine_zarr.testing.synthetic import SyntheticCase
-from ctspine_zarr.write.verify import ERROR, WARNING, Problem, VerifyReport, verify
+from ctspine_zarr.write.verify import verify
+from ctspine_zarr.write.verifyreport import ERROR, WARNING, Problem, VerifyReport
 
 MISSING = 2**64 - 1
 

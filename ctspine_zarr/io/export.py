@@ -16,7 +16,7 @@ import itertools
 import os
 import pathlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import nibabel as nib
@@ -240,11 +240,31 @@ def to_nifti(
     if group.attrs.get(COMPLETE_KEY) is not True:
         raise StoreError(f"case {case_id!r} is an unfinished write; ingest it again")
     name, header_name = (LABEL, LABEL_HEADER) if label else (IMAGE, IMAGE_HEADER)
+    header_bytes, header = _stored_header(group, case_id, header_name)
+    slabs = _raw_slabs(_source_values(group, case_id, name, header), header)
+    try:
+        _write(out_path, itertools.chain([header_bytes], slabs), compresslevel=compresslevel)
+    except ValueError as err:
+        raise StoreError(f"case {case_id!r}: {name}: {err}") from err
+    return out_path
+
+
+def _stored_header(
+    group: zarr.Group, case_id: str, header_name: str
+) -> tuple[bytes, nib.Nifti1Header]:
+    """The stored source header: its bytes and the header they parse to."""
     header_bytes = _read(group, header_name).astype(np.uint8).tobytes()
     try:
         header = header_from_bytes(header_bytes)
     except ValueError as err:
         raise StoreError(f"case {case_id!r}: stored {header_name}: {err}") from err
+    return header_bytes, header
+
+
+def _source_values(
+    group: zarr.Group, case_id: str, name: str, header: nib.Nifti1Header
+) -> np.ndarray:
+    """The stored (scaled) voxels of ``name`` back in the source's axis order, ``[i, j, k]``."""
     stored = _read(group, name)
     values = source_layout(stored.transpose(2, 1, 0), io_orientation(header.get_best_affine()))
     shape = tuple(int(n) for n in header.get_data_shape())
@@ -253,17 +273,20 @@ def to_nifti(
             f"case {case_id!r}: stored {name} of shape {stored.shape} does not fit the "
             f"header's shape {shape}"
         )
+    return values
+
+
+def _raw_slabs(values: np.ndarray, header: nib.Nifti1Header) -> Iterator[bytes]:
+    """The voxels unscaled to the header's type, as the file's bytes, one ``k`` slab at a time.
+
+    Lazy: a value that does not unscale exactly raises ValueError when its slab is reached.
+    """
     dtype = header.get_data_dtype()
     slope, inter = header.get_slope_inter()
     if slope is None:  # nibabel does not scale
         slope, inter = 1.0, 0.0
     # Fortran order: the last source axis varies slowest, so write one slab per index
-    slabs = (
+    return (
         unscale(np.asarray(values[:, :, k]), dtype, slope, inter).tobytes(order="F")
         for k in range(values.shape[2])
     )
-    try:
-        _write(out_path, itertools.chain([header_bytes], slabs), compresslevel=compresslevel)
-    except ValueError as err:
-        raise StoreError(f"case {case_id!r}: {name}: {err}") from err
-    return out_path

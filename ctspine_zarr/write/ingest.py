@@ -19,74 +19,28 @@ from __future__ import annotations
 import json
 import os
 import time
-import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import dask
 import fsspec
-import numpy as np
-import zarr
 from zarr.abc.store import Store
 
-from ..errors import InvalidCaseError, printable
-from ..io.catalogue import (
-    build_catalogue,
-    consolidate,
-    publish_catalogue,
-    scan_cases,
-)
-from ..io.labelindex import index_labels
-from ..io.layout import RawCase, find_cases
+from ..errors import printable
+from ..io.catalogue import build_catalogue, publish_catalogue, scan_cases
+from ..io.layout import RawCase, RawTree, find_cases
 from ..io.location import Location
-from ..io.nifti import CanonicalVolume, read_pair
 from ..io.remote import url_to_fs, with_default_options
-from ..io.shardwriter import write_array
 from ..io.store import forget, is_url
 from ..parallel import check_scheduler, check_workers, is_local, progress_bar, run_tasks
-from ..schema import (
-    CASES_GROUP,
-    COMPLETE_KEY,
-    IMAGE,
-    IMAGE_HEADER,
-    LABEL,
-    LABEL_HEADER,
-    SHARD_CRC_KEY,
-    SLICE_VERTEBRAE,
-    SLICES_PER_SHARD,
-    VERTEBRA_DIM,
-    VOLUME_DIMS,
-    encoding_name,
-    image_encoding,
-    label_compressors,
-)
-from .claim import STAGING, TRASH, claim, finish, prepare, refuse_nesting, remove_internal_dir
+from ..schema import CASES_GROUP, SLICES_PER_SHARD
+from .case import CaseOutcome, ingest_case
+from .claim import claim, finish, prepare, refuse_nesting, remove_internal_dir
 from .integrity import case_problem
 from .lock import WriterLock
 
-__all__ = ["CaseOutcome", "IngestReport", "ingest", "ingest_case"]
-
-
-@dataclass
-class CaseOutcome:
-    """What happened to one case.
-
-    ``status`` is ``ingested``, ``skipped`` (unchanged source), ``refused`` or ``failed``.
-    """
-
-    case_id: str
-    source: str
-    status: str
-    file: str = ""
-    problem: str = ""
-    n_slices: int = 0
-    bytes_in: int = 0
-    bytes_out: int = 0
-    seconds: float = 0.0
-    #: the traceback of an unexpected failure (in the JSON report, not the summary)
-    detail: str = ""
+__all__ = ["IngestReport", "ingest"]
 
 
 @dataclass
@@ -183,192 +137,6 @@ def _fingerprint_matches(
         if fp.get("mtime") is not None and mtime is not None and float(mtime) != fp["mtime"]:
             return False
     return True
-
-
-def _write_case(
-    loc: Location,
-    case: RawCase,
-    image: CanonicalVolume,
-    label: CanonicalVolume,
-    *,
-    codec: str,
-    slices_per_shard: int,
-    encode_threads: int,
-) -> int:
-    """Write one case beside its current version, then switch to it. Returns the bytes stored.
-
-    Locally the new version is written to ``.ctspine/staging/<token>`` and exchanged with
-    ``cases/<id>`` in one atomic rename. On object stores a case seen for the first time is
-    written in place (readers find it only once its ``zarr.json`` exists); a new version of
-    an existing case is staged first, then copied over the old one, its ``zarr.json`` last;
-    readers holding the old version's metadata notice the replaced shards by their index
-    checksums.
-    """
-    final = f"{CASES_GROUP}/{case.case_id}"
-    token = uuid.uuid4().hex
-    if loc.local_root is None and not loc.exists(f"{final}/zarr.json"):
-        loc.delete_prefix(final)  # leftovers of an unfinished write of ours, never readable
-        target = final
-    else:
-        target = f"{STAGING}/{token}"
-    index = index_labels(label.data)
-    group = zarr.create_group(loc.store, path=target, attributes={COMPLETE_KEY: False})
-    n_z, n_y, n_x = image.data.shape
-    shards = (max(1, min(slices_per_shard, n_z)), n_y, n_x)
-    common: dict[str, Any] = dict(
-        chunks=(1, n_y, n_x),
-        shards=shards,
-        dimension_names=VOLUME_DIMS,
-        config={"write_empty_chunks": True},
-    )
-    encoding = image_encoding(codec, sample=image.data)
-    arrays = [
-        group.create_array(
-            IMAGE,
-            shape=image.data.shape,
-            dtype=image.data.dtype,
-            **encoding,
-            fill_value=0,
-            attributes={"units": "HU", "long_name": "CT intensity (scaled voxel values)"},
-            **common,
-        ),
-        group.create_array(
-            LABEL,
-            shape=label.data.shape,
-            dtype=np.uint8,
-            compressors=label_compressors(),
-            fill_value=0,
-            attributes={"long_name": "vertebra label (VerSe numbering)"},
-            **common,
-        ),
-    ]
-    # the bytes zarr writes, without its per-chunk overhead
-    checksums = {
-        IMAGE: write_array(arrays[0], image.data, threads=encode_threads),
-        LABEL: write_array(arrays[1], label.data, threads=encode_threads),
-    }
-    small = {
-        SLICE_VERTEBRAE: (index.slice_vertebrae, ("z", VERTEBRA_DIM)),
-        IMAGE_HEADER: (np.frombuffer(image.header_bytes, dtype=np.uint8), ("byte",)),
-        LABEL_HEADER: (np.frombuffer(label.header_bytes, dtype=np.uint8), ("byte",)),
-    }
-    for name, (data, dims) in small.items():
-        arrays.append(group.create_array(name, data=data, dimension_names=dims))
-    attrs = {
-        "case_id": case.case_id,
-        "source": case.source,
-        "split": case.split,
-        "shape_zyx": list(image.data.shape),
-        "spacing_zyx": list(image.spacing_zyx),
-        "affine": image.affine.tolist(),
-        "source_affine": image.source_affine.tolist(),
-        "source_orientation": image.ornt.tolist(),
-        "source_shape": list(image.source_shape),
-        "image_dtype": str(image.data.dtype),
-        "image_codec": encoding_name(encoding),
-        "has_nonfinite": image.has_nonfinite,
-        "geometry_notes": image.warnings,
-        "vertebrae": index.to_attrs(),
-        "other_label_values": {str(k): v for k, v in index.other_values.items()},
-        "files": {"image": image.fingerprint.to_json(), "label": label.fingerprint.to_json()},
-        SHARD_CRC_KEY: {name: crcs for name, crcs in checksums.items() if crcs},
-        COMPLETE_KEY: True,
-    }
-    stored = sum(int(a.nbytes_stored()) for a in arrays)
-    # one write makes the case complete and its consolidated metadata visible together
-    consolidate(group, attributes=attrs)
-    if target != final:
-        _switch(loc, target, final, token)
-    return stored
-
-
-def _switch(loc: Location, staged: str, final: str, token: str) -> None:
-    """Put the complete version at ``staged`` in place of ``final``; the old goes to trash."""
-    trash = f"{TRASH}/{token}"
-    if loc.local_root is not None:
-        if not (loc.local_root / final).exists():
-            loc.move(staged, final)
-        elif loc.exchange(staged, final):
-            loc.move(staged, trash)  # the exchange left the old version there
-        else:  # no atomic exchange here: readers may briefly find no case (an error)
-            loc.move(final, trash)
-            loc.move(staged, final)
-        return
-    src = staged + "/"
-    new = {key[len(src) :] for key in loc.keys(src)}
-    for rel in sorted(new - {"zarr.json"}):
-        data = loc.read(src + rel)
-        assert data is not None
-        loc.put(f"{final}/{rel}", data)
-    for key in loc.keys(final + "/"):
-        rel = key[len(final) + 1 :]
-        if rel not in new:
-            loc.delete(key)
-    document = loc.read(src + "zarr.json")
-    assert document is not None
-    loc.put(f"{final}/zarr.json", document)
-    loc.delete_prefix(staged)
-
-
-def ingest_case(
-    case: RawCase,
-    store: str | os.PathLike | Store,
-    *,
-    storage_options: dict[str, Any] | None = None,
-    raw_storage_options: dict[str, Any] | None = None,
-    codec: str = "default",
-    slices_per_shard: int = SLICES_PER_SHARD,
-    encode_threads: int = 1,
-) -> CaseOutcome:
-    """Read, check and write one case; never raises for a bad case.
-
-    Parameters
-    ----------
-    case
-        The pair to ingest.
-    store
-        The (already initialised) ctspine store.
-    storage_options, raw_storage_options
-        fsspec options for a URL store and for URL source files.
-    codec
-        Image codec name (see :func:`ctspine_zarr.schema.image_encoding`).
-    slices_per_shard
-        Axial slices per shard.
-    encode_threads
-        Size of the process's shared encoding pool (1: encode in the calling thread).
-
-    Returns
-    -------
-    CaseOutcome
-        ``ingested``, or ``refused`` (bad input, named) or ``failed`` (unexpected error).
-    """
-    start = time.perf_counter()
-    outcome = CaseOutcome(case_id=case.case_id, source=case.source, status="ingested")
-    try:
-        assert case.image is not None and case.label is not None
-        fs, image_path = url_to_fs(case.image, raw_storage_options)
-        _, label_path = url_to_fs(case.label, raw_storage_options)
-        image, label = read_pair(image_path, label_path, case_id=case.case_id, fs=fs)
-        loc = Location.resolve(store, storage_options=storage_options)
-        outcome.bytes_out = _write_case(
-            loc,
-            case,
-            image,
-            label,
-            codec=codec,
-            slices_per_shard=slices_per_shard,
-            encode_threads=encode_threads,
-        )
-        outcome.n_slices = int(image.data.shape[0])
-        outcome.bytes_in = image.fingerprint.size + label.fingerprint.size
-    except InvalidCaseError as err:
-        outcome.status, outcome.file, outcome.problem = "refused", err.path, str(err)
-    except Exception as err:  # a bug or an I/O error must not cost the other cases
-        outcome.status, outcome.file = "failed", case.image or ""
-        outcome.problem = f"{type(err).__name__}: {err}"
-        outcome.detail = traceback.format_exc(limit=3)
-    outcome.seconds = time.perf_counter() - start
-    return outcome
 
 
 def _encode_threads(scheduler: Any, workers: int, n_cases: int) -> int:
@@ -471,26 +239,17 @@ def ingest(
     document, report.cleared = claim(
         loc, overwrite=overwrite, force_clear=force_clear, announce=announce
     )
+    options = dict(
+        storage_options=storage_options,
+        raw_storage_options=raw_storage_options,
+        codec=codec,
+        slices_per_shard=slices_per_shard,
+    )
     with WriterLock(loc):
         prepare(loc, document)
-        _ingest_locked(
-            loc,
-            store,
-            tree,
-            report,
-            document,
-            workers=workers,
-            scheduler=scheduler,
-            overwrite=overwrite,
-            repair=repair,
-            progress=progress,
-            options=dict(
-                storage_options=storage_options,
-                raw_storage_options=raw_storage_options,
-                codec=codec,
-                slices_per_shard=slices_per_shard,
-            ),
-        )
+        todo, damaged = _plan(loc, store, tree, report, overwrite, repair, options)
+        _run_cases(todo, store, report, scheduler, workers, progress, options)
+        _publish(loc, tree, report, damaged, document, overwrite)
         finish(loc)
     remove_internal_dir(loc)
     forget(store)
@@ -505,7 +264,8 @@ def _damaged(store: Any, storage_options: dict[str, Any] | None, repair: bool) -
     """``{case_id: problem}`` of the cases a full verification finds damaged (``repair``)."""
     if not repair:
         return {}
-    from .verify import ERROR, verify
+    from .verify import verify
+    from .verifyreport import ERROR
 
     found: dict[str, str] = {}
     for problem in verify(store, storage_options=storage_options).problems:
@@ -514,33 +274,21 @@ def _damaged(store: Any, storage_options: dict[str, Any] | None, repair: bool) -
     return found
 
 
-def _ingest_locked(
+def _plan(
     loc: Location,
     store: Any,
-    tree: Any,
+    tree: RawTree,
     report: IngestReport,
-    document: dict[str, Any] | None,
-    *,
-    workers: int,
-    scheduler: Any,
     overwrite: bool,
     repair: bool,
-    progress: bool,
     options: dict[str, Any],
-) -> None:
-    """The ingest proper, under the writer lock: cases, then the catalogue."""
-    raw_storage_options = options["raw_storage_options"]
-    for case, problem in tree.problems:
-        path = case.image or case.label or ""
-        report.outcomes.append(
-            CaseOutcome(
-                case.case_id,
-                case.source,
-                "refused",
-                path,
-                f"case {case.case_id!r}: {printable(path)}: {problem}",
-            )
-        )
+) -> tuple[list[RawCase], dict[str, str]]:
+    """Sort the raw tree's cases into refused, skipped (unchanged and intact) and to write.
+
+    Returns the cases to write and the damaged ones, ``{case_id: problem}``; a damaged case
+    the raw tree does not hold fails.
+    """
+    _refuse_tree_problems(tree, report)
     scan = scan_cases(loc)
     damaged = dict(scan.damaged)
     damaged.update(_damaged(store, options["storage_options"], repair))
@@ -549,7 +297,7 @@ def _ingest_locked(
         stored = scan.complete.get(case.case_id)
         problem = damaged.get(case.case_id)
         if stored is not None and problem is None and not overwrite:
-            if _fingerprint_matches(stored, case, raw_storage_options):
+            if _fingerprint_matches(stored, case, options["raw_storage_options"]):
                 problem = case_problem(loc, case.case_id)
                 if problem is None:
                     report.outcomes.append(CaseOutcome(case.case_id, case.source, "skipped"))
@@ -562,7 +310,34 @@ def _ingest_locked(
         if case_id not in tree_ids:
             message = f"case {case_id!r} is damaged ({problem}) and the raw tree does not hold it"
             report.outcomes.append(CaseOutcome(case_id, "", "failed", "", message))
+    return todo, damaged
 
+
+def _refuse_tree_problems(tree: RawTree, report: IngestReport) -> None:
+    """Record the cases the raw tree's layout refuses (a file missing, a name clash, ...)."""
+    for case, problem in tree.problems:
+        path = case.image or case.label or ""
+        report.outcomes.append(
+            CaseOutcome(
+                case.case_id,
+                case.source,
+                "refused",
+                path,
+                f"case {case.case_id!r}: {printable(path)}: {problem}",
+            )
+        )
+
+
+def _run_cases(
+    todo: list[RawCase],
+    store: Any,
+    report: IngestReport,
+    scheduler: Any,
+    workers: int,
+    progress: bool,
+    options: dict[str, Any],
+) -> None:
+    """Write the cases as dask tasks, largest first; their outcomes go to the report."""
     # largest first: the workers then run out of cases at about the same time
     todo.sort(key=lambda c: -c.image_bytes)
     bar = progress_bar(len(todo), desc="ingest", enabled=progress)
@@ -582,6 +357,21 @@ def _ingest_locked(
     finally:
         bar.close()
 
+
+def _publish(
+    loc: Location,
+    tree: RawTree,
+    report: IngestReport,
+    damaged: dict[str, str],
+    document: dict[str, Any] | None,
+    overwrite: bool,
+) -> None:
+    """Publish the catalogue of the complete cases that are not still damaged.
+
+    With ``overwrite`` the cases the raw tree does not hold are dropped from it, and
+    deleted once it is published.
+    """
+    tree_ids = {c.case_id for c in tree.cases}
     rows = scan_cases(loc).complete
     for case_id in set(damaged) - {o.case_id for o in report.outcomes if o.status == "ingested"}:
         rows.pop(case_id, None)  # still damaged: never listed

@@ -17,26 +17,17 @@ import zarr
 
 from ..io.location import Location
 from ..io.slicereader import EMPTY_ENTRY, ZReader
-from ..schema import (
-    CASES_GROUP,
-    IMAGE,
-    IMAGE_HEADER,
-    LABEL,
-    LABEL_HEADER,
-    SHARD_CRC_KEY,
-    SLICE_VERTEBRAE,
-)
+from ..schema import CASES_GROUP, SHARD_CRC_KEY
+from .case import CASE_ARRAYS, SMALL_ARRAYS, VOLUME_ARRAYS
 
 __all__ = ["case_problem"]
-
-_ARRAYS = (IMAGE, LABEL, SLICE_VERTEBRAE, IMAGE_HEADER, LABEL_HEADER)
 
 
 def case_problem(loc: Location, case_id: str) -> str | None:
     """Return what is damaged in one complete case group, or None when it is intact."""
     prefix = f"{CASES_GROUP}/{case_id}"
-    documents = loc.read_many([f"{prefix}/{name}/zarr.json" for name in _ARRAYS])
-    for name, raw in zip(_ARRAYS, documents, strict=True):
+    documents = loc.read_many([f"{prefix}/{name}/zarr.json" for name in CASE_ARRAYS])
+    for name, raw in zip(CASE_ARRAYS, documents, strict=True):
         if raw is None:
             return f"{prefix}/{name}/zarr.json is missing"
         try:
@@ -45,17 +36,17 @@ def case_problem(loc: Location, case_id: str) -> str | None:
             return f"{prefix}/{name}/zarr.json is not valid JSON ({err})"
     try:
         group = zarr.open_group(loc.store, path=prefix, mode="r", use_consolidated=True)
-        arrays = {name: group[name] for name in _ARRAYS}
+        arrays = {name: group[name] for name in CASE_ARRAYS}
     except Exception as err:  # noqa: BLE001 - whatever it is, the case must be rewritten
         return f"{prefix}: metadata unreadable ({type(err).__name__}: {err})"
     checksums: Any = group.attrs.get(SHARD_CRC_KEY) or {}
-    for name in (IMAGE, LABEL):
+    for name in VOLUME_ARRAYS:
         array = arrays[name]
         assert isinstance(array, zarr.Array)
         problem = _shards_problem(loc, f"{prefix}/{name}", array, checksums.get(name))
         if problem:
             return problem
-    for name in (SLICE_VERTEBRAE, IMAGE_HEADER, LABEL_HEADER):
+    for name in SMALL_ARRAYS:
         array = arrays[name]
         assert isinstance(array, zarr.Array)
         if array.size and not all(loc.exists(key) for key in _chunk_keys(prefix, name, array)):

@@ -1,0 +1,364 @@
+"""The checks ``verify`` makes of the store itself: metadata, every case's chunks, the catalogue.
+
+:func:`check_consolidated` compares a group's consolidated metadata with its arrays'
+``zarr.json``; :func:`check_case` checks one complete case (every shard index, every chunk
+decoded, shapes, dtype, label index and headers against its attrs); :func:`check_catalogue`
+compares the root catalogue with the complete cases' attrs. Problems go to the
+:class:`~ctspine_zarr.write.verifyreport.VerifyReport`, never raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import zarr
+from zarr.abc.store import Store
+from zarr.buffer import default_buffer_prototype
+
+from ..compat import sync
+from ..io.catalogue import build_catalogue
+from ..io.export import header_from_bytes
+from ..io.labelindex import index_labels
+from ..io.shardformat import EMPTY_ENTRY, IndexFormat, sharding_config
+from ..parallel import progress_bar
+from ..schema import CASE_DIM, IMAGE, IMAGE_HEADER, LABEL, LABEL_HEADER, SLICE_VERTEBRAE
+from .case import CASE_ARRAYS
+from .verifyreport import WARNING, VerifyReport
+
+__all__ = [
+    "catalogue_ids",
+    "check_case",
+    "check_catalogue",
+    "check_consolidated",
+    "read_whole",
+    "with_progress",
+]
+
+_T = TypeVar("_T")
+
+
+def with_progress(items: Iterable[Any], enabled: bool, desc: str) -> Iterable[Any]:
+    """Yield ``items``, advancing a progress bar (shown when ``enabled``) after each."""
+    listed = list(items)
+    bar = progress_bar(len(listed), desc=desc, enabled=enabled)
+    try:
+        for item in listed:
+            yield item
+            bar.update()
+    finally:
+        bar.close()
+
+
+def read_whole(
+    report: VerifyReport,
+    case_id: str | None,
+    name: str,
+    array: zarr.Array,
+    kind: str,
+    dtype: npt.DTypeLike | None = None,
+) -> np.ndarray | None:
+    """Read a whole array, or record it as unreadable (a ``kind`` problem) and return None."""
+    try:
+        return np.asarray(array[...], dtype=dtype)
+    except Exception as err:
+        report.add(case_id, name, None, f"unreadable: {err}", kind)
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Consolidated metadata
+# --------------------------------------------------------------------------------------------
+
+
+def _metadata_json(metadata: Any) -> str:
+    return json.dumps(metadata.to_dict(), sort_keys=True, default=str)
+
+
+def check_consolidated(
+    report: VerifyReport, case_id: str | None, document: Any, arrays: dict[str, zarr.Array]
+) -> None:
+    """Compare a group's consolidated metadata with its arrays, as their zarr.json give them.
+
+    Readers open the root and each case through these documents only, so a stale entry
+    makes them see an array as it was, not as it is.
+    """
+    where = f"the consolidated metadata of {'case ' + case_id if case_id else 'the root'}"
+    if document is None:
+        place = f"in case group {case_id}" if case_id else "at the root"
+        report.add(case_id, None, None, f"no consolidated metadata {place}", "metadata")
+        return
+    listed = document.metadata
+    for name in sorted(set(listed) | set(arrays)):
+        if name not in arrays:
+            message = f"{where} lists {name}, which is not an array of the group"
+        elif name not in listed:
+            message = f"{name} is missing from {where}"
+        elif _metadata_json(listed[name]) != _metadata_json(arrays[name].metadata):
+            message = f"{where} holds stale metadata of {name} (it differs from its zarr.json)"
+        else:
+            continue
+        report.add(case_id, name, None, message, "metadata")
+
+
+# --------------------------------------------------------------------------------------------
+# Cases: shards, chunks, attrs, headers
+# --------------------------------------------------------------------------------------------
+
+
+def check_case(
+    report: VerifyReport,
+    store: Store,
+    case_id: str,
+    attrs: dict[str, Any],
+    arrays: dict[str, zarr.Array],
+) -> None:
+    """Check one complete case: its arrays, every shard and chunk, its attrs and headers."""
+    for name in CASE_ARRAYS:
+        if name not in arrays:
+            report.add(case_id, name, None, "array is missing", "missing")
+    shape = tuple(attrs.get("shape_zyx") or ())
+    for name in (IMAGE, LABEL):
+        array = arrays.get(name)
+        if array is not None and array.shape != shape:
+            message = f"shape {array.shape} differs from shape_zyx {shape}"
+            report.add(case_id, name, None, message, "index")
+    if IMAGE in arrays:
+        image = arrays[IMAGE]
+        if str(image.dtype) != attrs.get("image_dtype"):
+            message = f"dtype {image.dtype} differs from image_dtype {attrs.get('image_dtype')}"
+            report.add(case_id, IMAGE, None, message, "index")
+        _check_volume(report, store, case_id, IMAGE, image)
+    if LABEL in arrays:
+        label = _check_volume(report, store, case_id, LABEL, arrays[LABEL], keep=True)
+        if label is not None:
+            _check_label_index(report, case_id, attrs, arrays.get(SLICE_VERTEBRAE), label)
+    for name in (IMAGE_HEADER, LABEL_HEADER):
+        if name in arrays:
+            _check_header(report, case_id, name, arrays[name], attrs)
+
+
+def _check_volume(
+    report: VerifyReport,
+    store: Store,
+    case_id: str,
+    name: str,
+    array: zarr.Array,
+    *,
+    keep: bool = False,
+) -> np.ndarray | None:
+    """Check the shards of a ``(z, y, x)`` array, then decode it one shard at a time.
+
+    Returns the whole array when ``keep`` is true and no problem was found.
+    """
+    n_problems = len(report.problems)
+    n_z, inner = array.shape[0], array.chunks[0]
+    report.chunks_checked += math.ceil(n_z / inner)
+    config, shards = sharding_config(array), array.shards
+    index = None
+    if config is not None and shards is not None:
+        index = IndexFormat.of(config, shards[0] // inner)
+    skip: set[int] = set()
+    whole_slices = shards is not None and shards[1:] == array.chunks[1:] == array.shape[1:]
+    if index is None or shards is None or not whole_slices:
+        message = "not sharded in whole axial slices as the format requires"
+        report.add(case_id, name, None, message, "metadata")
+        step = inner
+    else:
+        step = shards[0]
+        starts = range(0, n_z, step)
+        results = sync(_gather([_check_shard(store, array, index, z0, step) for z0 in starts]))
+        for z0, (found, whole) in zip(starts, results, strict=True):
+            for z, kind, message in found:
+                report.add(case_id, name, z, message, kind)
+            if whole:
+                skip.add(z0)
+    data = np.empty(array.shape, dtype=array.dtype) if keep else None
+    for z0 in range(0, n_z, step):
+        if z0 not in skip:
+            _decode(report, case_id, name, array, z0, min(n_z, z0 + step), data)
+    return data if len(report.problems) == n_problems else None
+
+
+async def _gather(tasks: list[Coroutine[Any, Any, _T]]) -> list[_T]:
+    return list(await asyncio.gather(*tasks))
+
+
+def _decode(
+    report: VerifyReport,
+    case_id: str,
+    name: str,
+    array: zarr.Array,
+    z0: int,
+    z1: int,
+    data: np.ndarray | None,
+) -> None:
+    """Decode slices ``z0:z1`` (into ``data``); on a failure, slice by slice to name the bad."""
+    try:
+        block = np.asarray(array[z0:z1])
+    except Exception as err:
+        if z1 - z0 == 1:
+            report.add(case_id, name, z0, f"chunk unreadable: {err}", "checksum")
+        else:
+            for z in range(z0, z1):
+                _decode(report, case_id, name, array, z, z + 1, data)
+        return
+    if data is not None:
+        data[z0:z1] = block
+
+
+async def _check_shard(
+    store: Store, array: zarr.Array, index: IndexFormat, z0: int, step: int
+) -> tuple[list[tuple[int, str, str]], bool]:
+    """Check the shard object of slices ``z0:z0 + step`` and its index.
+
+    Returns the problems found as ``(z, kind, message)``, and whether the whole shard is
+    missing or unreadable (so that decoding it would only repeat the problem).
+    """
+    key = f"{array.path}/" + array.metadata.encode_chunk_key((z0 // step, 0, 0))
+    z1, inner = min(array.shape[0], z0 + step), array.chunks[0]
+    n_chunks = math.ceil((z1 - z0) / inner)
+    try:
+        size = await store.getsize(key)
+        prototype = default_buffer_prototype()
+        fits = size >= index.size
+        buf = await store.get(key, prototype, index.byte_range()) if fits else None
+    except FileNotFoundError:
+        message = f"shard {key} is missing: {n_chunks} chunk(s), slices {z0}..{z1 - 1}"
+        return [(z0, "missing", message)], True
+    except Exception as err:
+        return [(z0, "unreadable", f"shard {key} unreadable: {err!r}")], True
+    if buf is None:
+        return [(z0, "missing", f"shard {key}: no index in its {size} bytes")], True
+    try:
+        entries = index.decode(buf.to_bytes())
+    except ValueError:
+        return [(z0, "checksum", f"shard {key}: the shard index fails its CRC32C")], True
+    low, high = index.data_bounds(size)
+    problems = []
+    for i, (offset, nbytes) in enumerate(entries[:n_chunks].tolist()):
+        z = z0 + i * inner
+        if offset == nbytes == EMPTY_ENTRY:
+            problems.append((z, "missing", f"chunk of slice {z} is missing from shard {key}"))
+        elif offset < low or offset + nbytes > high:
+            message = f"chunk of slice {z} lies outside shard {key} ({offset}+{nbytes})"
+            problems.append((z, "missing", message))
+    return problems, False
+
+
+def _check_label_index(
+    report: VerifyReport,
+    case_id: str,
+    attrs: dict[str, Any],
+    array: zarr.Array | None,
+    label: np.ndarray,
+) -> None:
+    """Compare ``slice_vertebrae`` and the ``vertebrae`` attrs with the label map just read."""
+    index = index_labels(label)
+    stored = None
+    if array is not None:
+        stored = read_whole(report, case_id, SLICE_VERTEBRAE, array, "checksum")
+    if stored is not None:
+        expected = index.slice_vertebrae
+        if stored.shape != expected.shape:
+            message = f"shape {stored.shape} differs from {expected.shape}"
+            report.add(case_id, SLICE_VERTEBRAE, None, message, "index")
+        elif not np.array_equal(stored, expected):
+            rows = np.flatnonzero((stored != expected).any(axis=1))
+            message = f"disagrees with the label map on {rows.size} slice(s)"
+            report.add(case_id, SLICE_VERTEBRAE, int(rows[0]), message, "index")
+    if attrs.get("vertebrae") != index.to_attrs():
+        message = "attr vertebrae (voxel counts, boxes) disagrees with the label map"
+        report.add(case_id, LABEL, None, message, "index")
+    others = {str(k): v for k, v in index.other_values.items()}
+    if attrs.get("other_label_values") != others:
+        message = "attr other_label_values disagrees with the label map"
+        report.add(case_id, LABEL, None, message, "index")
+
+
+def _check_header(
+    report: VerifyReport, case_id: str, name: str, array: zarr.Array, attrs: dict[str, Any]
+) -> None:
+    values = read_whole(report, case_id, name, array, "checksum", np.uint8)
+    if values is None:
+        return
+    try:
+        header = header_from_bytes(values.tobytes())
+    except Exception as err:
+        report.add(case_id, name, None, f"not the source's NIfTI header bytes: {err}", "header")
+        return
+    shape = [int(n) for n in header.get_data_shape()]
+    if shape[:3] != list(attrs.get("source_shape") or [])[:3]:
+        report.add(case_id, name, None, f"header shape {shape} differs from source_shape", "header")
+
+
+# --------------------------------------------------------------------------------------------
+# Catalogue
+# --------------------------------------------------------------------------------------------
+
+
+def catalogue_ids(report: VerifyReport, root_arrays: dict[str, zarr.Array]) -> list[str] | None:
+    """Return the case ids the catalogue lists, or None when it has none (or unreadable)."""
+    if CASE_DIM not in root_arrays:
+        return None
+    ids = read_whole(report, None, CASE_DIM, root_arrays[CASE_DIM], "catalogue")
+    return None if ids is None else [str(v) for v in ids.ravel().tolist()]
+
+
+def check_catalogue(
+    report: VerifyReport,
+    root_arrays: dict[str, zarr.Array],
+    listed: list[str],
+    complete: dict[str, dict[str, Any]],
+    groups: set[str],
+) -> None:
+    """Compare the root catalogue arrays with the complete case groups' attrs.
+
+    A listed case whose group is unfinished is reported by the caller.
+    """
+    for case_id in sorted(set(listed) - groups):
+        report.add(case_id, None, None, "listed in the catalogue but no case group", "catalogue")
+    for case_id in sorted(set(complete) - set(listed)):
+        message = "complete case group missing from the catalogue"
+        report.add(case_id, None, None, message, "catalogue")
+    common = {c: complete[c] for c in listed if c in complete}
+    if not common:
+        return
+    try:
+        expected = build_catalogue(common)
+    except Exception as err:
+        report.add(None, None, None, f"case attrs do not build a catalogue: {err}", "catalogue")
+        return
+    ids = [str(c) for c in expected[CASE_DIM].values]
+    rows = [listed.index(c) for c in ids]
+    for var in map(str, expected.data_vars):
+        if var not in root_arrays:
+            report.add(None, var, None, "catalogue variable is missing", "catalogue")
+            continue
+        got = read_whole(report, None, var, root_arrays[var], "catalogue")
+        if got is None:
+            continue
+        if got.shape[:1] != (len(listed),):
+            message = f"length {got.shape[:1]} differs from the {len(listed)} cases"
+            report.add(None, var, None, message, "catalogue")
+            continue
+        for case_id, a, b in zip(
+            ids, got[rows].tolist(), expected[var].values.tolist(), strict=True
+        ):
+            if a == b:
+                continue
+            if var == "split":
+                message = (
+                    f"catalogue says {a!r}, the case attrs {b!r} (the split file changed "
+                    "after the case was ingested)"
+                )
+                report.add(case_id, var, None, message, "catalogue", WARNING)
+            else:
+                report.add(
+                    case_id, var, None, f"catalogue says {a}, the case attrs {b}", "catalogue"
+                )
