@@ -8,7 +8,7 @@ slices, ``--quick`` 2 cases of 60-80), starts moto's S3 server in this process o
   not expose ``shards=None``; this benchmark gets it by patching ``zarr.Group.create_array``
   for that one ingest (threads scheduler, same process) to drop ``shards`` when it equals
   ``chunks``;
-* ``1``, ``8``, ``32``, ``64``: ``slices_per_shard`` of :func:`ctspine_zarr.write.ingest`
+* ``1``, ``8``, ``32``, ``64``: ``slices_per_shard`` of :func:`ctspine_zarr.ingest`
   (``1`` is still a sharding codec, with a one-chunk shard and its index).
 
 For each store it measures, with the requests counted by a WSGI middleware on the server:

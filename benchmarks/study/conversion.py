@@ -171,7 +171,7 @@ def section_conversion(ws: Workspace, sec: Section) -> None:
         "builds": builds,
         "tree_generation_s": ws.generate_s,
     }
-    default = inspect.signature(ctspine_zarr.write.ingest).parameters["scheduler"].default
+    default = inspect.signature(ctspine_zarr.ingest).parameters["scheduler"].default
     other = "processes" if default == "threads" else "threads"
     p1, p2 = one[default], two[default]
     # workers=1 runs dask's sync scheduler whatever the scheduler argument: the 1-worker runs
