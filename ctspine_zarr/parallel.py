@@ -14,7 +14,7 @@ Ingest and statistics run their tasks through :func:`run_tasks`, so ``scheduler`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 import dask
@@ -27,6 +27,7 @@ __all__ = [
     "is_local",
     "progress_bar",
     "run_tasks",
+    "with_progress",
 ]
 
 #: The local dask schedulers.
@@ -169,3 +170,15 @@ def progress_bar(total: int, *, desc: str, unit: str = "case", enabled: bool = T
         file=sys.stderr,
         mininterval=0.1 if tty else 30.0,
     )
+
+
+def with_progress(items: Iterable[Any], enabled: bool, desc: str) -> Iterable[Any]:
+    """Yield ``items``, advancing a progress bar (shown when ``enabled``) after each."""
+    listed = list(items)
+    bar = progress_bar(len(listed), desc=desc, enabled=enabled)
+    try:
+        for item in listed:
+            yield item
+            bar.update()
+    finally:
+        bar.close()

@@ -29,6 +29,12 @@ LABEL: Final = "label"
 SLICE_VERTEBRAE: Final = "slice_vertebrae"
 IMAGE_HEADER: Final = "image_nifti_header"
 LABEL_HEADER: Final = "label_nifti_header"
+#: The ``(z, y, x)`` arrays of a case, sharded in whole axial slices.
+VOLUME_ARRAYS: Final = (IMAGE, LABEL)
+#: The small arrays of a case: the per-slice vertebrae and the two source headers.
+SMALL_ARRAYS: Final = (SLICE_VERTEBRAE, IMAGE_HEADER, LABEL_HEADER)
+#: Every array of a case group.
+CASE_ARRAYS: Final = VOLUME_ARRAYS + SMALL_ARRAYS
 
 # Split names (the Hugging Face loader's names) and the split-file sections they come from.
 SPLIT_SECTIONS: Final = {

@@ -1,10 +1,11 @@
 """Writing one case: its arrays beside the current version, its attrs last, then the switch.
 
 :func:`ingest_case` reads, checks and writes one case and never raises for a bad one: it
-returns a :class:`CaseOutcome`. A case group holds :data:`CASE_ARRAYS`: the two ``(z, y,
-x)`` volumes (:data:`VOLUME_ARRAYS`, sharded in whole axial slices) and three small arrays
-(:data:`SMALL_ARRAYS`); its attrs, written last with its consolidated metadata, make it
-complete.
+returns a :class:`CaseOutcome`. A case group holds
+:data:`~ctspine_zarr.schema.CASE_ARRAYS`: the two ``(z, y, x)`` volumes
+(:data:`~ctspine_zarr.schema.VOLUME_ARRAYS`, sharded in whole axial slices) and three small
+arrays (:data:`~ctspine_zarr.schema.SMALL_ARRAYS`); its attrs, written last with its
+consolidated metadata, make it complete.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 import numpy as np
 import zarr
@@ -46,20 +47,10 @@ from ..schema import (
 from .claim import STAGING, TRASH
 
 __all__ = [
-    "CASE_ARRAYS",
-    "SMALL_ARRAYS",
-    "VOLUME_ARRAYS",
     "CaseOutcome",
     "geometry_attrs",
     "ingest_case",
 ]
-
-#: The ``(z, y, x)`` arrays of a case, sharded in whole axial slices.
-VOLUME_ARRAYS: Final = (IMAGE, LABEL)
-#: The small arrays of a case: the per-slice vertebrae and the two source headers.
-SMALL_ARRAYS: Final = (SLICE_VERTEBRAE, IMAGE_HEADER, LABEL_HEADER)
-#: Every array of a case group.
-CASE_ARRAYS: Final = VOLUME_ARRAYS + SMALL_ARRAYS
 
 
 @dataclass
@@ -236,7 +227,7 @@ def _write_volumes(
 def _write_small_arrays(
     group: zarr.Group, index: LabelIndex, image: CanonicalVolume, label: CanonicalVolume
 ) -> list[zarr.Array]:
-    """Create and write :data:`SMALL_ARRAYS`: the per-slice vertebrae and both headers."""
+    """Create and write the small arrays: the per-slice vertebrae and both headers."""
     small = {
         SLICE_VERTEBRAE: (index.slice_vertebrae, ("z", VERTEBRA_DIM)),
         IMAGE_HEADER: (np.frombuffer(image.header_bytes, dtype=np.uint8), ("byte",)),

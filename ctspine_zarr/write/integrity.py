@@ -17,8 +17,7 @@ import zarr
 
 from ..io.location import Location
 from ..io.slicereader import EMPTY_ENTRY, ZReader
-from ..schema import CASES_GROUP, SHARD_CRC_KEY
-from .case import CASE_ARRAYS, SMALL_ARRAYS, VOLUME_ARRAYS
+from ..schema import CASE_ARRAYS, CASES_GROUP, SHARD_CRC_KEY, SMALL_ARRAYS, VOLUME_ARRAYS
 
 __all__ = ["case_problem"]
 

@@ -22,6 +22,7 @@ from ..errors import StoreError
 from ..io.catalogue import scan_cases
 from ..io.location import Location
 from ..io.store import check_format, refresh_listings, to_store
+from ..parallel import with_progress
 from ..schema import CASE_DIM, CASES_GROUP, COMPLETE_KEY, INTERNAL_DIR
 from .verifyreport import ERROR, WARNING, VerifyReport
 from .verifysources import check_against
@@ -30,7 +31,6 @@ from .verifystore import (
     check_case,
     check_catalogue,
     check_consolidated,
-    with_progress,
 )
 
 __all__ = ["verify"]

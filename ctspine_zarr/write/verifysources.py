@@ -16,10 +16,10 @@ import zarr
 from ..errors import InvalidCaseError
 from ..io.layout import RawCase, find_cases
 from ..io.nifti import CanonicalVolume, read_case
+from ..parallel import with_progress
 from ..schema import IMAGE, IMAGE_HEADER, LABEL, LABEL_HEADER
 from .case import geometry_attrs
 from .verifyreport import WARNING, VerifyReport
-from .verifystore import with_progress
 
 __all__ = ["check_against"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Coroutine, Iterable
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,9 +26,15 @@ from ..io.catalogue import build_catalogue
 from ..io.export import header_from_bytes
 from ..io.labelindex import index_labels
 from ..io.shardformat import EMPTY_ENTRY, IndexFormat, sharding_config
-from ..parallel import progress_bar
-from ..schema import CASE_DIM, IMAGE, IMAGE_HEADER, LABEL, LABEL_HEADER, SLICE_VERTEBRAE
-from .case import CASE_ARRAYS
+from ..schema import (
+    CASE_ARRAYS,
+    CASE_DIM,
+    IMAGE,
+    IMAGE_HEADER,
+    LABEL,
+    LABEL_HEADER,
+    SLICE_VERTEBRAE,
+)
 from .verifyreport import WARNING, VerifyReport
 
 __all__ = [
@@ -37,22 +43,9 @@ __all__ = [
     "check_catalogue",
     "check_consolidated",
     "read_whole",
-    "with_progress",
 ]
 
 _T = TypeVar("_T")
-
-
-def with_progress(items: Iterable[Any], enabled: bool, desc: str) -> Iterable[Any]:
-    """Yield ``items``, advancing a progress bar (shown when ``enabled``) after each."""
-    listed = list(items)
-    bar = progress_bar(len(listed), desc=desc, enabled=enabled)
-    try:
-        for item in listed:
-            yield item
-            bar.update()
-    finally:
-        bar.close()
 
 
 def read_whole(
