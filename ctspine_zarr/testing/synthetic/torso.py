@@ -118,6 +118,25 @@ class _Spine:
     lsp: float
 
 
+@dataclass(frozen=True)
+class _Slice:
+    """One slice being painted: canvas, case, level and height, textures, body and spine.
+
+    ``inner`` is the index box of the body under the fat and the squared normalized distance
+    from the body centre inside it (1 on the inner ellipse).
+    """
+
+    cv: Canvas
+    p: CaseParams
+    lv: float
+    z_mm: float
+    t1: _Plane
+    t2: _Plane
+    body: _Body
+    sp: _Spine
+    inner: tuple[_Box, _Plane]
+
+
 def paint_slice(
     cv: Canvas,
     p: CaseParams,
@@ -141,14 +160,14 @@ def paint_slice(
     inner = _paint_body(cv, p, body, t1)
     if inner is None:
         return
-    sp = _spine(p, cv.px, lv, z_mm, body)
-    _paint_muscles(cv, p, lv, sp, t1)
-    _paint_organs(cv, p, lv, body, sp, t1, t2)
+    s = _Slice(cv, p, lv, z_mm, t1, t2, body, _spine(p, cv.px, lv, z_mm, body), inner)
+    _paint_muscles(s)
+    _paint_organs(s)
     if lv >= 18.5:
-        _paint_bowel(cv, p, lv, z_mm, body, sp, inner, t1, t2)
-    _paint_pelvis(cv, p, lv, body, sp, t1)
-    _paint_ribs(cv, p, lv, z_mm, body, sp, inner, t1, rib_c, rib_s)
-    _paint_vertebra(cv, p, label, f, lv, sp, t1, height_mm)
+        _paint_bowel(s)
+    _paint_pelvis(s)
+    _paint_ribs(s, rib_c, rib_s)
+    _paint_vertebra(s, label, f, height_mm)
 
 
 def _body(p: CaseParams, px: float, lv: float, z_mm: float) -> _Body:
@@ -191,10 +210,10 @@ def _spine(p: CaseParams, px: float, lv: float, z_mm: float, body: _Body) -> _Sp
     return _Spine(xs=xs, ys=ys, rx=rx, ry=ry, vc=vc, rc=rc, ta=ta, lsp=lsp)
 
 
-def _paint_muscles(cv: Canvas, p: CaseParams, lv: float, sp: _Spine, t1: _Plane) -> None:
+def _paint_muscles(s: _Slice) -> None:
     """Paraspinal muscles and psoas."""
-    sg = p.sigma
-    soft = 50.0 + 4.0 * t1
+    cv, sp, sg = s.cv, s.sp, s.p.sigma
+    soft = 50.0 + 4.0 * s.t1
     off = 0.6 * (sp.rc + sp.ta + sp.lsp * 0.4)
     for sgn in (-1.0, 1.0):
         cv.paint(
@@ -205,22 +224,21 @@ def _paint_muscles(cv: Canvas, p: CaseParams, lv: float, sp: _Spine, t1: _Plane)
             soft,
             sg,
         )
-    ps = _prof(_PSOAS, lv)
+    ps = _prof(_PSOAS, s.lv)
     if ps > 0:
         r = 0.05 * ps + 0.01
         for sgn in (-1.0, 1.0):
             cv.paint(sp.xs + sgn * (sp.rx + 0.05 * ps), sp.ys - 0.2 * sp.ry, r, r, soft, sg)
 
 
-def _paint_organs(
-    cv: Canvas, p: CaseParams, lv: float, body: _Body, sp: _Spine, t1: _Plane, t2: _Plane
-) -> None:
+def _paint_organs(s: _Slice) -> None:
     """Abdomen: liver, kidneys; thorax: lungs (over the liver dome), heart; aorta."""
+    cv, p, sp, lv = s.cv, s.p, s.sp, s.lv
     sg = p.sigma
-    cx, cy, ai, bi = body.cx, body.cy, body.ai, body.bi
+    cx, cy, ai, bi = s.body.cx, s.body.cy, s.body.ai, s.body.bi
     liver = _prof(_LIVER, lv)
     if liver > 0:
-        liver_hu = (105.0 if p.contrast else 58.0) + 5.0 * t2
+        liver_hu = (105.0 if p.contrast else 58.0) + 5.0 * s.t2
         cv.paint(cx + 0.4 * ai, cy + 0.1 * bi, 0.5 * ai * liver, 0.62 * bi * liver, liver_hu, sg)
     kidney = _prof(_KIDNEY, lv)
     if kidney > 0:
@@ -230,7 +248,7 @@ def _paint_organs(
             cv.paint(kx, sp.ys, 0.07 * kidney + 0.01, 0.1 * kidney + 0.01, kid_hu, sg)
     lung = _prof(_LUNG, lv)
     if lung > 0:
-        lung_hu = -860.0 + 30.0 * t2
+        lung_hu = -860.0 + 30.0 * s.t2
         la, lb = 0.36 * ai * math.sqrt(lung), 0.74 * bi * lung
         for sgn in (-1.0, 1.0):
             cv.paint(
@@ -238,7 +256,7 @@ def _paint_organs(
             )
     heart = _prof(_HEART, lv)
     if heart > 0:
-        heart_hu = (140.0 if p.contrast else 42.0) + 4.0 * t1
+        heart_hu = (140.0 if p.contrast else 42.0) + 4.0 * s.t1
         cv.paint(cx - 0.1 * ai, cy + 0.25 * bi, 0.3 * ai * heart, 0.42 * bi * heart, heart_hu, sg)
     aorta = _prof(_AORTA, lv)
     if aorta > 0:
@@ -247,31 +265,22 @@ def _paint_organs(
         cv.paint(sp.xs - 0.5 * sp.rx, sp.ys + sp.ry + ra + 0.01, ra, ra, aorta_hu, sg)
 
 
-def _paint_bowel(
-    cv: Canvas,
-    p: CaseParams,
-    lv: float,
-    z_mm: float,
-    body: _Body,
-    sp: _Spine,
-    inner: tuple[_Box, _Plane],
-    t1: _Plane,
-    t2: _Plane,
-) -> None:
+def _paint_bowel(s: _Slice) -> None:
     """Bowel gas pockets; with colon gas an insufflated colon (CT colonography)."""
+    cv, p, sp, lv = s.cv, s.p, s.sp, s.lv
     sg = p.sigma
-    cx, cy, ai, bi = body.cx, body.cy, body.ai, body.bi
-    ibox, id2 = inner
+    cx, cy, ai, bi = s.body.cx, s.body.cy, s.body.ai, s.body.bi
+    ibox, id2 = s.inner
     vv = cv.v[ibox[0]][:, None]
     uu = cv.u[ibox[1]][None, :]
     away = (np.abs(uu - sp.xs) > sp.rx + 0.12) | (vv > sp.ys + sp.ry + 0.08)
-    gas = (id2 <= 0.75) & (t2[ibox] > (p.gas_thr if p.gas else 1.6)) & away
-    cv.fill(ibox, gas, -990.0 + 10.0 * t1, 0.6 * sg)
+    gas = (id2 <= 0.75) & (s.t2[ibox] > (p.gas_thr if p.gas else 1.6)) & away
+    cv.fill(ibox, gas, -990.0 + 10.0 * s.t1, 0.6 * sg)
     colon = _prof(_COLON, lv) if p.gas else 0.0
     if colon <= 0:
         return
     wall = max(0.012, 1.2 * cv.px)
-    lumen = 0.07 * p.zoom * colon * (1.0 + 0.15 * math.sin(z_mm / 23.0 + p.wob_phase_a))
+    lumen = 0.07 * p.zoom * colon * (1.0 + 0.15 * math.sin(s.z_mm / 23.0 + p.wob_phase_a))
     segments = [
         (cx + 0.62 * ai, cy - 0.05 * bi, lumen, lumen),  # ascending
         (cx - 0.62 * ai, cy - 0.1 * bi, 0.8 * lumen, 0.8 * lumen),  # descending
@@ -282,61 +291,42 @@ def _paint_bowel(
         segments.append((sp.xs, sp.ys + sp.ry + 0.1, lumen, 0.8 * lumen))
     for gx, gy, la, lb in segments:
         cv.paint(gx, gy, la + wall, lb + wall, 45.0, sg)
-        cv.paint(gx, gy, la, lb, -1000.0 + 8.0 * t1, 0.6 * sg)
+        cv.paint(gx, gy, la, lb, -1000.0 + 8.0 * s.t1, 0.6 * sg)
 
 
-def _paint_pelvis(
-    cv: Canvas, p: CaseParams, lv: float, body: _Body, sp: _Spine, t1: _Plane
-) -> None:
+def _paint_pelvis(s: _Slice) -> None:
     """Pelvis: iliac wings with a cortical shell."""
-    pel = _prof(_PELVIS, lv)
+    pel = _prof(_PELVIS, s.lv)
     if pel <= 0:
         return
+    cv, p, sp = s.cv, s.p, s.sp
     sg = p.sigma
     for sgn in (-1.0, 1.0):
-        pcx, pcy = sp.xs + sgn * (0.32 + 0.15 * pel) * body.ai, sp.ys - 0.1
+        pcx, pcy = sp.xs + sgn * (0.32 + 0.15 * pel) * s.body.ai, sp.ys - 0.1
         cv.paint(pcx, pcy, 0.05 + 0.03 * pel, 0.22 * pel, 0.8 * p.cortical, 1.5 * sg)
-        wing_hu = p.dens - 30.0 + 20.0 * t1
+        wing_hu = p.dens - 30.0 + 20.0 * s.t1
         cv.paint(pcx, pcy, 0.05 + 0.03 * pel - 0.014, 0.22 * pel - 0.014, wing_hu, 1.8 * sg)
 
 
-def _paint_ribs(
-    cv: Canvas,
-    p: CaseParams,
-    lv: float,
-    z_mm: float,
-    body: _Body,
-    sp: _Spine,
-    inner: tuple[_Box, _Plane],
-    t1: _Plane,
-    rib_c: _Plane,
-    rib_s: _Plane,
-) -> None:
+def _paint_ribs(s: _Slice, rib_c: _Plane, rib_s: _Plane) -> None:
     """Ribs: a rotating pattern of bone cross-sections along the chest wall."""
-    ribs = _prof(_RIBS, lv)
+    ribs = _prof(_RIBS, s.lv)
     if ribs <= 0:
         return
-    ibox, id2 = inner
-    phi = 2 * math.pi * z_mm / p.rib_period + p.rib_phase
+    cv, p = s.cv, s.p
+    ibox, id2 = s.inner
+    phi = 2 * math.pi * s.z_mm / p.rib_period + p.rib_phase
     rib = (id2 >= (0.9 - 0.03 * ribs) ** 2) & (id2 <= 0.955**2)
     rib &= rib_c[ibox] * F32(math.cos(phi)) + rib_s[ibox] * F32(math.sin(phi)) > 0.8
     vv = cv.v[ibox[0]][:, None]
     uu = cv.u[ibox[1]][None, :]
-    rib &= (vv < body.cy + 0.55 * body.bi) & (np.abs(uu - sp.xs) > sp.rx + 0.05)
-    cv.fill(ibox, rib, 0.6 * p.cortical + 30.0 * t1, 1.5 * p.sigma)
+    rib &= (vv < s.body.cy + 0.55 * s.body.bi) & (np.abs(uu - s.sp.xs) > s.sp.rx + 0.05)
+    cv.fill(ibox, rib, 0.6 * p.cortical + 30.0 * s.t1, 1.5 * p.sigma)
 
 
-def _paint_vertebra(
-    cv: Canvas,
-    p: CaseParams,
-    label: int,
-    f: float,
-    lv: float,
-    sp: _Spine,
-    t1: _Plane,
-    height_mm: float,
-) -> None:
+def _paint_vertebra(s: _Slice, label: int, f: float, height_mm: float) -> None:
     """Paint the vertebra ``label`` at fraction ``f`` (0 bottom, 1 top) of its height."""
+    cv, p, sp = s.cv, s.p, s.sp
     sg = p.sigma
     post = 0.35 * p.cortical + 0.65 * p.dens
     if label == COCCYX:
@@ -359,9 +349,10 @@ def _paint_vertebra(
     cv.paint(xs, vc, rc, rc, 12.0, sg, 0)
     # vertebral body or the disc below it
     if in_body:
-        _paint_vertebral_body(cv, p, label, g, (xs, sp.ys, rx, ry), t1, height_mm * (1.0 - disc))
+        body_mm = height_mm * (1.0 - disc)
+        _paint_vertebral_body(cv, p, label, g, (xs, sp.ys, rx, ry), s.t1, body_mm)
     else:
-        cv.paint(xs, sp.ys, rx * 1.02, ry * 1.02, 85.0 + 5.0 * t1, sg)
+        cv.paint(xs, sp.ys, rx * 1.02, ry * 1.02, 85.0 + 5.0 * s.t1, sg)
     # spinous process (pointing down and back), transverse processes, facets
     tw = max(0.012 * p.zoom, 0.6 * cv.px)
     if f <= 0.85 and not is_sacrum:
@@ -371,7 +362,7 @@ def _paint_vertebra(
             xs, back - length / 2.0, tw, length / 2.0, post, 1.5 * sg, label, rect=True, min_px=0.6
         )
     if (in_body and 0.45 <= g <= 0.9) or is_sacrum:
-        tp = _prof(_TRANSVERSE, lv) * p.zoom * ((0.4 + 0.6 * f) if is_sacrum else 1.0)
+        tp = _prof(_TRANSVERSE, s.lv) * p.zoom * ((0.4 + 0.6 * f) if is_sacrum else 1.0)
         th = max((0.05 if is_sacrum else 0.015) * p.zoom, 0.6 * cv.px)
         for sgn in (-1.0, 1.0):
             tx = xs + sgn * (rc + tp) / 2.0
