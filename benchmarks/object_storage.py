@@ -61,6 +61,7 @@ from benchmarks.common import (
     write_json,
 )
 from ctspine_zarr.io.store import forget, to_store
+from ctspine_zarr.testing.s3 import serve_s3
 from ctspine_zarr.testing.synthetic import make_raw_tree
 
 #: Layouts measured: ``None`` is truly unsharded, an int is ``slices_per_shard``.
@@ -108,28 +109,6 @@ class RequestLog:
     def since(self, mark: int) -> list[tuple[str, str, str | None]]:
         with self._lock:
             return self.requests[mark:]
-
-
-@contextlib.contextmanager
-def s3_server() -> Iterator[tuple[str, RequestLog]]:
-    """Run moto's S3 server in a thread on 127.0.0.1 and a free port."""
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
-
-    log = RequestLog(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, log, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", log
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 @contextlib.contextmanager
@@ -485,10 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     with (
         tempfile.TemporaryDirectory(prefix="ctspine-s3-bench-") as tmp,
-        s3_server() as (
-            endpoint,
-            log,
-        ),
+        serve_s3(RequestLog) as (endpoint, log),
     ):
         raw = Path(tmp) / "raw"
         make_raw_tree(raw, n_cases=n_cases, shape=(512, 512), n_slices=n_slices, seed=0)

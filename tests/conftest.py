@@ -12,6 +12,7 @@ from zarr.storage import WrapperStore
 
 import ctspine_zarr
 from ctspine_zarr.io.layout import official_split_file
+from ctspine_zarr.testing.s3 import serve_s3
 from ctspine_zarr.testing.synthetic import SyntheticCase, make_raw_tree
 
 
@@ -101,27 +102,10 @@ class _RequestLog:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[tuple[str, _RequestLog]]:
     """A real S3-compatible server (moto in server mode) on 127.0.0.1 and a free port."""
-    import threading
-
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
-    from werkzeug.serving import make_server
-
     os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-    log = _RequestLog(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", 0, log, threaded=True, request_handler=MotoRequestHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}", log
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serve_s3(_RequestLog) as (endpoint, log):
+        yield endpoint, log
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import ingest_command
 
 from ctspine_zarr.cli import main
 
@@ -47,24 +48,13 @@ def test_console_script_runs_without_warnings(tmp_path: Path) -> None:
     raw, store = tmp_path / "raw", tmp_path / "s.zarr"
     exe = Path(sys.executable).with_name("ctspine-zarr")
     command = [str(exe)] if exe.exists() else [sys.executable, "-m", "ctspine_zarr.cli"]
-    env_flags = ["-W", "error"]
     subprocess.run(
         [*command, "synth", str(raw), "--cases", "2", "--shape", "16", "16", "--slices", "8", "9"],
         check=True,
         capture_output=True,
     )
     done = subprocess.run(
-        [
-            sys.executable,
-            *env_flags,
-            "-m",
-            "ctspine_zarr.cli",
-            "ingest",
-            str(raw),
-            str(store),
-            "--workers",
-            "2",
-        ],
+        ingest_command(raw, store, workers=2, quiet=False, python_flags=["-W", "error"]),
         capture_output=True,
         text=True,
         check=False,

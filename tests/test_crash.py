@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import zarr
+from clirun import ingest_command
 
 import ctspine_zarr
 from ctspine_zarr.errors import StoreError
@@ -36,17 +36,7 @@ def _complete(store: Path) -> set[str]:
 def _ingest_and_kill(raw: Path, store: Path, *, after: int) -> set[str]:
     """Run ``ctspine-zarr ingest`` in a child, SIGKILL it once ``after`` cases are complete."""
     child = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ctspine_zarr.cli",
-            "ingest",
-            str(raw),
-            str(store),
-            "--workers",
-            "1",
-            "--quiet",
-        ],
+        ingest_command(raw, store),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

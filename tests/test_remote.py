@@ -5,12 +5,14 @@ from __future__ import annotations
 import multiprocessing
 import uuid
 from pathlib import Path
+from typing import Any
 
 import fsspec
 import nibabel as nib
 import numpy as np
 import pytest
 import xarray as xr
+from clirun import ingest_command
 
 import ctspine_zarr
 from ctspine_zarr.testing.serve import serve_directory
@@ -41,6 +43,18 @@ def _expected(path: Path) -> np.ndarray:
     return np.asanyarray(nib.as_closest_canonical(nib.load(path)).dataobj).transpose(2, 1, 0)
 
 
+def _ingested_on_s3(s3, small_tree, **kwargs: Any) -> tuple[str, dict, Any, list]:
+    """Ingest ``small_tree`` into the ``s3`` bucket: ``(url, options, request log, cases)``."""
+    bucket, options, log = s3
+    url = f"{bucket}/s.zarr"
+    raw, cases = small_tree
+    report = ctspine_zarr.ingest(
+        raw, url, workers=1, storage_options=options, progress=False, **kwargs
+    )
+    assert report.ok, report.summary()
+    return url, options, log, cases
+
+
 def test_ingest_and_read_back(store_url, small_tree) -> None:
     url, options, _ = store_url
     raw, cases = small_tree
@@ -62,10 +76,7 @@ def test_ingest_and_read_back(store_url, small_tree) -> None:
 
 
 def test_xr_open_zarr_with_storage_options_reaches_the_cases(s3, small_tree) -> None:
-    bucket, options, _ = s3
-    url = f"{bucket}/s.zarr"
-    raw, cases = small_tree
-    assert ctspine_zarr.ingest(raw, url, workers=1, storage_options=options, progress=False).ok
+    url, options, _, cases = _ingested_on_s3(s3, small_tree)
     ds = xr.open_zarr(url, storage_options=options)
     case = cases[0]
     np.testing.assert_array_equal(
@@ -74,10 +85,7 @@ def test_xr_open_zarr_with_storage_options_reaches_the_cases(s3, small_tree) -> 
 
 
 def test_request_counts_on_s3(s3, small_tree) -> None:
-    bucket, options, log = s3
-    url = f"{bucket}/s.zarr"
-    raw, cases = small_tree
-    assert ctspine_zarr.ingest(raw, url, workers=1, storage_options=options, progress=False).ok
+    url, options, log, cases = _ingested_on_s3(s3, small_tree)
     log.requests.clear()
     ds = ctspine_zarr.open(url, storage_options=options)
     gets = [r for r in log.requests if r[0] == "GET"]
@@ -86,7 +94,7 @@ def test_request_counts_on_s3(s3, small_tree) -> None:
     log.requests.clear()
     vol = ds.ctspine.volume(case)
     # no data request: the case's metadata document only (zarr checks it exists first)
-    key = f"/{bucket.removeprefix('s3://')}/s.zarr/cases/{case}/zarr.json"
+    key = f"/{url.removeprefix('s3://')}/cases/{case}/zarr.json"
     assert {p for _, p, _ in log.requests} == {key}
     assert [m for m, _, _ in log.requests].count("GET") == 1
     log.requests.clear()
@@ -129,9 +137,7 @@ def test_forked_workers_read_after_the_parent_did(kind, s3, small_tree, tmp_path
     expected = _read_slices(str(local), None, case)
     context = multiprocessing.get_context("fork")
     if kind == "s3":
-        bucket, options, _ = s3
-        url = f"{bucket}/s.zarr"
-        assert ctspine_zarr.ingest(raw, url, workers=1, storage_options=options, progress=False).ok
+        url, options, _, _ = _ingested_on_s3(s3, small_tree)
         assert _read_slices(url, options, case) == expected  # the parent uses the store first
         with context.Pool(2) as pool:
             results = pool.starmap(_read_slices, [(url, options, case)] * 4, chunksize=1)
@@ -175,12 +181,7 @@ def test_ingest_on_a_distributed_cluster_bucket_to_bucket(s3, small_tree) -> Non
 
 
 def test_a_whole_volume_is_read_with_concurrent_requests(s3, small_tree) -> None:
-    bucket, options, log = s3
-    url = f"{bucket}/s.zarr"
-    raw, cases = small_tree
-    assert ctspine_zarr.ingest(
-        raw, url, workers=1, storage_options=options, progress=False, slices_per_shard=4
-    ).ok
+    url, options, log, cases = _ingested_on_s3(s3, small_tree, slices_per_shard=4)
     case = max(cases, key=lambda c: nib.load(c.image_path).shape[2])
     vol = ctspine_zarr.open(url, storage_options=options).ctspine.volume(case.case_id)
     log.delay, log.max_in_flight = 0.05, 0
@@ -196,7 +197,6 @@ def test_an_interrupted_ingest_into_a_bucket_resumes(s3, tmp_path) -> None:
     import json
     import signal
     import subprocess
-    import sys
     import time
 
     bucket, options, _ = s3
@@ -213,19 +213,7 @@ def test_an_interrupted_ingest_into_a_bucket_resumes(s3, tmp_path) -> None:
                 done.add(key.split("/")[-2])
         return done
 
-    command = [
-        sys.executable,
-        "-m",
-        "ctspine_zarr.cli",
-        "ingest",
-        str(raw),
-        url,
-        "--workers",
-        "1",
-        "--quiet",
-        "--storage-options",
-        json.dumps(options),
-    ]
+    command = ingest_command(raw, url, "--storage-options", json.dumps(options))
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and child.poll() is None and not complete():

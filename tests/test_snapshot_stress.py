@@ -32,6 +32,7 @@ from typing import Any
 import nibabel as nib
 import numpy as np
 import pytest
+from clirun import ingest_command
 
 import ctspine_zarr
 from ctspine_zarr.io.layout import find_cases
@@ -113,21 +114,6 @@ def _expected(raw: Path) -> Arrays:
 # --------------------------------------------------------------------------------------------
 # Child processes
 # --------------------------------------------------------------------------------------------
-
-
-def _ingest_argv(raw: Path, store: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "ctspine_zarr.cli",
-        "ingest",
-        str(raw),
-        str(store),
-        "--workers",
-        "1",
-        "--quiet",
-        *extra,
-    ]
 
 
 def _run(argv: list[str], timeout: float = CHILD_TIMEOUT) -> subprocess.CompletedProcess[str]:
@@ -358,7 +344,7 @@ def test_reader_sees_a_or_b_while_ingest_overwrites(tmp_path: Path) -> None:
         while len(ingests) < 16 and (len(ingests) < 4 or reader.poll() is None):
             name, raw = versions[len(ingests) % 2]
             t0 = time.monotonic()
-            done = _run(_ingest_argv(raw, store, "--overwrite"))
+            done = _run(ingest_command(raw, store, "--overwrite"))
             assert done.returncode == 0, done.stderr[-2000:]
             ingests.append((name, time.monotonic() - t0))
         out, err = reader.communicate(timeout=CHILD_TIMEOUT)
@@ -400,7 +386,7 @@ def test_sigkill_at_random_points_leaves_a_or_b(tmp_path: Path) -> None:
     # one whole ingest of B, timed: when the lock is taken, when it ends
     t0 = time.monotonic()
     child = subprocess.Popen(
-        _ingest_argv(raw_b, store, "--overwrite"),
+        ingest_command(raw_b, store, "--overwrite"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -431,7 +417,7 @@ def test_sigkill_at_random_points_leaves_a_or_b(tmp_path: Path) -> None:
         output = tmp_path / f"round-{n}.log"
         with open(output, "w") as log:
             child = subprocess.Popen(
-                _ingest_argv(last, store, "--overwrite"), stdout=log, stderr=subprocess.STDOUT
+                ingest_command(last, store, "--overwrite"), stdout=log, stderr=subprocess.STDOUT
             )
         try:
             time.sleep(delay)
@@ -473,7 +459,7 @@ def test_sigkill_at_random_points_leaves_a_or_b(tmp_path: Path) -> None:
     assert kills >= 8 and mid_write >= 4
 
     # a plain rerun finishes the last version; everything then matches it exactly
-    done = _run(_ingest_argv(last, store))
+    done = _run(ingest_command(last, store))
     assert done.returncode == 0, done.stdout + done.stderr
     report = ctspine_zarr.verify(store, against=last)
     assert report.ok, report.summary()
@@ -569,7 +555,7 @@ def _frozen_first(
     root document existed when it stopped.
     """
     first = subprocess.Popen(
-        _ingest_argv(raw, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        ingest_command(raw, store), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
         started = time.monotonic()
@@ -601,7 +587,7 @@ def _second_ingest(
     try:
         try:
             before = _listing(tmp_path)
-            second = _run(_ingest_argv(raw, store))
+            second = _run(ingest_command(raw, store))
             after = _listing(tmp_path)
         finally:
             first.send_signal(signal.SIGCONT)

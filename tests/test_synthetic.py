@@ -335,35 +335,35 @@ def test_write_case_round_trips_hu_for_every_variant(tmp_path):
         np.testing.assert_allclose(centre[:3], (5.0, -3.0, 100.0), atol=1e-3)
 
 
-def test_invalid_arguments(tmp_path):
-    hu = np.zeros((2, 8, 8), np.int16)
-    with pytest.raises(ValueError, match="variant"):
+_ZEROS = np.zeros((2, 8, 8), np.int16)
+
+
+@pytest.mark.parametrize(
+    ("label", "variant", "match"),
+    [(_ZEROS.astype(np.uint8), "nope", "variant"), (_ZEROS[:1], "ras-int16", "shape")],
+)
+def test_write_case_rejects_invalid_arguments(tmp_path, label, variant, match):
+    with pytest.raises(ValueError, match=match):
         synthetic.write_case(
             tmp_path,
             "a",
             "COLONOG",
-            image_zyx=hu,
-            label_zyx=hu.astype(np.uint8),
+            image_zyx=_ZEROS,
+            label_zyx=label,
             spacing_zyx=(1.0, 1.0, 1.0),
-            variant="nope",
+            variant=variant,
         )
-    with pytest.raises(ValueError, match="shape"):
-        synthetic.write_case(
-            tmp_path,
-            "a",
-            "COLONOG",
-            image_zyx=hu,
-            label_zyx=hu[:1],
-            spacing_zyx=(1.0, 1.0, 1.0),
-        )
-    with pytest.raises(ValueError, match="do not fit"):
+
+
+@pytest.mark.parametrize(("vertebrae", "match"), [(range(1, 8), "do not fit"), ([29], "unknown")])
+def test_make_volume_rejects_invalid_vertebrae(vertebrae, match):
+    with pytest.raises(ValueError, match=match):
         synthetic.make_volume(
-            shape_zyx=(3, 16, 16), spacing_zyx=(1.0, 1.0, 1.0), seed=0, vertebrae=range(1, 8)
+            shape_zyx=(3, 16, 16), spacing_zyx=(1.0, 1.0, 1.0), seed=0, vertebrae=vertebrae
         )
-    with pytest.raises(ValueError, match="unknown"):
-        synthetic.make_volume(
-            shape_zyx=(3, 16, 16), spacing_zyx=(1.0, 1.0, 1.0), seed=0, vertebrae=[29]
-        )
+
+
+def test_make_raw_tree_rejects_an_invalid_slice_range(tmp_path):
     with pytest.raises(ValueError, match="n_slices"):
         synthetic.make_raw_tree(tmp_path, n_slices=(10, 5))
 

@@ -2,12 +2,15 @@
 
 Real deployments put the store behind any static server or object store; this one lets a
 notebook or a test read a store through ``http://`` URLs on 127.0.0.1 and count requests.
+:func:`serve_in_thread` runs any such server in a thread for the length of a block (the S3
+server of :mod:`ctspine_zarr.testing.s3` too).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import socketserver
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +20,7 @@ from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["HTTPServer", "serve_directory"]
+__all__ = ["HTTPServer", "serve_directory", "serve_in_thread"]
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -116,10 +119,28 @@ def serve_directory(
     handler = type("Handler", (_RangeHandler,), {"record": record})
     server = _Server((host, port), partial(handler, directory=os.fspath(directory)))
     server.daemon_threads = True
+    with serve_in_thread(server):
+        yield HTTPServer(url=f"http://{host}:{server.server_address[1]}", requests=record)
+
+
+@contextmanager
+def serve_in_thread(server: socketserver.BaseServer) -> Iterator[None]:
+    """Run ``server`` in a daemon thread until the block ends; then stop and close it.
+
+    Parameters
+    ----------
+    server
+        A bound server (``socketserver`` or a subclass, e.g. werkzeug's WSGI server).
+
+    Yields
+    ------
+    None
+        While the server answers requests.
+    """
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield HTTPServer(url=f"http://{host}:{server.server_address[1]}", requests=record)
+        yield
     finally:
         server.shutdown()
         server.server_close()
