@@ -80,7 +80,7 @@ def test_two_worker_dataloader_with_persistent_workers(store: Path, context: str
     )
     everything = Counter(
         (ds.case_ids[c], int(z))
-        for c, z in zip(ds.sequence.item_case, ds.sequence.item_z, strict=True)
+        for c, z in zip(ds.item_case, ds.item_z, strict=True)
     )
     for counter in _epochs(loader, 2, check):
         assert counter == everything  # every slice once per epoch

@@ -135,7 +135,13 @@ class _StoreSequence(Sequence[Item]):
     def _finish(self, item: Item, image: np.ndarray, label: np.ndarray) -> Any:
         item["image"] = image
         item["segmentation"] = label
-        return item if self.transform is None else self.transform(item)
+        converted = self._convert(item)
+        return converted if self.transform is None else self.transform(converted)
+
+    @staticmethod
+    def _convert(item: Item) -> Any:
+        """The item as returned: numpy arrays here, tensors in :mod:`ctspine_zarr.torch`."""
+        return item
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
