@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import operator
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,9 +81,18 @@ class CTSpineAccessor:
         """Return the lazy image (HU) of one case."""
         return self.volume(case)[IMAGE]
 
-    def labels(self, case: str) -> xr.DataArray:
-        """Return the lazy label map of one case."""
+    def label(self, case: str) -> xr.DataArray:
+        """Return the lazy label map (VerSe labels) of one case: the array ``label``."""
         return self.volume(case)[LABEL]
+
+    def labels(self, case: str) -> xr.DataArray:
+        """Deprecated name of :meth:`label`, which is named as its array is."""
+        warnings.warn(
+            "ds.ctspine.labels() is renamed ds.ctspine.label(), as its array is named",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.label(case)
 
     def slice(self, case: str, z: int, *, lazy: bool = False) -> xr.Dataset:
         """Return axial slice ``z`` (an index) of one case: a 2D Dataset of image and label.

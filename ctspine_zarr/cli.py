@@ -26,6 +26,27 @@ def _storage_options(text: str | None) -> dict[str, Any] | None:
     return options
 
 
+def _add_output(parser: argparse.ArgumentParser, description: str, *, old_option: bool) -> None:
+    """The output path: the last positional argument of every command that writes files.
+
+    With ``old_option``, ``--out PATH`` (the form ``show`` and ``stats`` took before) is still
+    accepted, hidden from the help, so the positional argument is optional to argparse.
+    """
+    if old_option:
+        parser.add_argument("out", nargs="?", help=description)
+        parser.add_argument("--out", dest="out_option", help=argparse.SUPPRESS)
+    else:
+        parser.add_argument("out", help=description)
+
+
+def _output(args: argparse.Namespace) -> str | None:
+    """The output path of ``args``, from the positional argument or the old ``--out``."""
+    given = {path for path in (args.out, getattr(args, "out_option", None)) if path}
+    if len(given) > 1:
+        raise SystemExit(f"ctspine-zarr {args.command}: error: two output paths: {sorted(given)}")
+    return given.pop() if given else None
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from .write.ingest import ingest
 
@@ -102,12 +123,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_show(args: argparse.Namespace) -> int:
     from .viz.show import save_case_png
 
+    out = _output(args)
+    if out is None:
+        raise SystemExit(
+            "ctspine-zarr show: error: give the PNG file to write: show STORE CASE OUT.png"
+        )
     return _report_written(
         "show",
         lambda: save_case_png(
             args.store,
             args.case,
-            args.out,
+            out,
             z=args.z,
             plane=args.plane,
             window=args.window,
@@ -147,13 +173,14 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         fingerprint_seed=args.seed,
     )
     print(result.describe())
-    if args.out:
-        written = result.to_dir(args.out)
+    out = _output(args)
+    if out:
+        written = result.to_dir(out)
         if not args.no_plots:
             from .viz.plots import write_stats_plots
 
-            written.extend(write_stats_plots(result, args.out))
-        print(f"wrote {len(written)} files to {args.out}")
+            written.extend(write_stats_plots(result, out))
+        print(f"wrote {len(written)} files to {out}")
     if args.write_to_store:
         result.to_store(args.store, storage_options=options)
         print(f"recorded the statistics in {args.store} (root attrs {STORE_ATTR!r})")
@@ -268,7 +295,7 @@ def _add_export(sub: Any) -> None:
     p = sub.add_parser("export", help="write a case back to NIfTI with its original header")
     p.add_argument("store")
     p.add_argument("case")
-    p.add_argument("out", help="output .nii or .nii.gz path")
+    _add_output(p, "output .nii or .nii.gz path", old_option=False)
     p.add_argument("--label", action="store_true", help="export the label map, not the image")
     _add_location_options(p)
     p.set_defaults(func=_cmd_export)
@@ -293,7 +320,7 @@ def _add_show(sub: Any) -> None:
     p.add_argument(
         "--window", default="bone", help="bone (W 1800, L 400), soft (W 400, L 40) or W,L in HU"
     )
-    p.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write")
+    _add_output(p, "the PNG file to write", old_option=True)
     _add_location_options(p)
     p.set_defaults(func=_cmd_show)
 
@@ -303,10 +330,11 @@ def _stats_arguments(parser: argparse.ArgumentParser) -> None:
     from .stats import NNUNET_SEED
 
     parser.add_argument("store", help="path or fsspec URL of the store")
-    parser.add_argument(
-        "--out",
-        help="folder for vertebrae.parquet, cases.parquet, fingerprint.json, summary.json, "
-        "hu_histograms.parquet and the PNG plots",
+    _add_output(
+        parser,
+        "folder for vertebrae.parquet, cases.parquet, fingerprint.json, summary.json, "
+        "hu_histograms.parquet and the PNG plots (default: print the summary only)",
+        old_option=True,
     )
     parser.add_argument(
         "--split",
@@ -400,7 +428,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``ctspine-zarr`` with ``argv`` (default: the command line); return the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if getattr(args, "out", "") is None and len(extra) == 1 and not extra[0].startswith("-"):
+        # an optional last positional (``stats STORE --split train OUT``): argparse takes
+        # positionals in groups, so one given after the options comes back unrecognised
+        args.out, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args))
     except (CTSpineError, FileNotFoundError) as err:

@@ -33,7 +33,7 @@ def test_volume_is_lazy_and_has_mm_coordinates(store: Path) -> None:
     with _RaiseIfComputes():
         vol = ds.ctspine.volume(case)
         image = ds.ctspine.image(case)
-        labels = ds.ctspine.labels(case)
+        labels = ds.ctspine.label(case)
         two_d = ds.ctspine.slice(case, 3, lazy=True)
     assert isinstance(vol.image.data, dask.array.Array)
     assert isinstance(two_d.image.data, dask.array.Array)
@@ -44,6 +44,16 @@ def test_volume_is_lazy_and_has_mm_coordinates(store: Path) -> None:
     np.testing.assert_allclose(np.diff(vol.z.values), spacing[0])
     np.testing.assert_allclose(np.diff(vol.x.values), spacing[2])
     assert vol.attrs["affine"].shape == (4, 4)
+
+
+def test_label_is_named_as_its_array_and_labels_is_a_deprecated_alias(store: Path) -> None:
+    ds = ctspine_zarr.open(store)
+    case = ds.ctspine.case_ids()[0]
+    label = ds.ctspine.label(case)
+    assert label.name == "label"
+    with pytest.warns(FutureWarning, match=r"renamed ds\.ctspine\.label\(\)"):
+        old = ds.ctspine.labels(case)
+    xr.testing.assert_identical(old, label)
 
 
 def test_opening_reads_no_case_data(counting_store) -> None:

@@ -147,7 +147,7 @@ def test_rerun_skips_unchanged_and_redoes_changed_cases(tmp_path: Path) -> None:
     nib.save(nib.Nifti1Image(data, img.affine, img.header), changed.label_path)
     third = ctspine_zarr.ingest(raw, store, workers=1, progress=False)
     assert [o.case_id for o in third.outcomes if o.status == "ingested"] == [changed.case_id]
-    vol = ctspine_zarr.open(store).ctspine.labels(changed.case_id)
+    vol = ctspine_zarr.open(store).ctspine.label(changed.case_id)
     np.testing.assert_array_equal(vol.values, _canonical(changed.label_path)[0])
     report = json.loads(Path(f"{store}.ingest-report.json").read_text())
     assert {o["status"] for o in report["outcomes"]} == {"ingested", "skipped"}

@@ -79,9 +79,7 @@ def test_xr_open_zarr_with_storage_options_reaches_the_cases(s3, small_tree) -> 
     url, options, _, cases = _ingested_on_s3(s3, small_tree)
     ds = xr.open_zarr(url, storage_options=options)
     case = cases[0]
-    np.testing.assert_array_equal(
-        ds.ctspine.labels(case.case_id).values, _expected(case.label_path)
-    )
+    np.testing.assert_array_equal(ds.ctspine.label(case.case_id).values, _expected(case.label_path))
 
 
 def test_request_counts_on_s3(s3, small_tree) -> None:
@@ -118,7 +116,7 @@ def test_http_store_reads_through_range_requests(store: Path, raw_tree) -> None:
         assert ranged, "slice reads must be range requests"
         plain = xr.open_zarr(url)
         np.testing.assert_array_equal(
-            plain.ctspine.labels(case.case_id).values, _expected(case.label_path)
+            plain.ctspine.label(case.case_id).values, _expected(case.label_path)
         )
 
 
@@ -229,5 +227,5 @@ def test_an_interrupted_ingest_into_a_bucket_resumes(s3, tmp_path) -> None:
     ds = ctspine_zarr.open(url, storage_options=options)
     for case in cases:
         np.testing.assert_array_equal(
-            ds.ctspine.labels(case.case_id).values, _expected(case.label_path)
+            ds.ctspine.label(case.case_id).values, _expected(case.label_path)
         )

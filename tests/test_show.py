@@ -281,13 +281,28 @@ def test_cli_show_writes_the_png(store: Path, tmp_path: Path) -> None:
     case = _most_anisotropic(store)
     out = tmp_path / "show.png"
     argv = ["show", str(store), case, "--z", "3", "--plane", "coronal", "--window", "400,40"]
-    assert main([*argv, "--out", str(out)]) == 0
+    assert main([*argv, str(out)]) == 0
     pixels = imread(out)
     fig = plot_case(store, case, z=3, plane="coronal", window=(400, 40))
     width, height = fig.canvas.get_width_height()
     assert pixels.shape[:2] == (height, width)
-    assert main(["show", str(store), case, "--window", "wide", "--out", str(out)]) == 2
-    assert main(["show", str(store), "no-such-case", "--out", str(out)]) == 2
+    assert main(["show", str(store), case, "--window", "wide", str(out)]) == 2
+    assert main(["show", str(store), "no-such-case", str(out)]) == 2
+
+
+def test_cli_show_takes_the_output_last_and_still_the_old_out_option(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from ctspine_zarr.cli import main
+
+    case = _most_anisotropic(store)
+    old = tmp_path / "old.png"
+    assert main(["show", str(store), case, "--plane", "axial", "--out", str(old)]) == 0
+    assert imread(old).shape[2] in (3, 4)
+    with pytest.raises(SystemExit, match="give the PNG file to write"):
+        main(["show", str(store), case])
+    with pytest.raises(SystemExit, match="two output paths"):
+        main(["show", str(store), case, str(tmp_path / "a.png"), "--out", str(old)])
 
 
 def test_accessor_plot_is_plot_case(store: Path) -> None:

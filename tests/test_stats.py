@@ -29,10 +29,10 @@ from ctspine_zarr.io.store import case_group, open_root
 from ctspine_zarr.stats.cases import _RANK, _CaseMeta, finalize_case
 from ctspine_zarr.stats.kernels import _DRAW_CHUNK
 from ctspine_zarr.testing.synthetic import make_raw_tree
-from ctspine_zarr.vertebrae import VERTEBRA_NAMES
+from ctspine_zarr.vertebrae import ANATOMICAL_ORDER, VERTEBRA_NAMES
 from ctspine_zarr.viz.plots import vertebra_colours, write_stats_plots
 
-ORDER = S.ANATOMICAL_ORDER
+ORDER = ANATOMICAL_ORDER
 SAMPLES = 3000  # nnU-Net samples per case in most tests (small: the reference draws them too)
 
 
@@ -572,7 +572,6 @@ def test_command_line(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     args = parser.parse_args(
         [
             str(copy),
-            "--out",
             str(out),
             "--split",
             "train",

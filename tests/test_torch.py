@@ -79,8 +79,7 @@ def test_two_worker_dataloader_with_persistent_workers(store: Path, context: str
         persistent_workers=True,
     )
     everything = Counter(
-        (ds.case_ids[c], int(z))
-        for c, z in zip(ds.item_case, ds.item_z, strict=True)
+        (ds.case_ids[c], int(z)) for c, z in zip(ds.item_case, ds.item_z, strict=True)
     )
     for counter in _epochs(loader, 2, check):
         assert counter == everything  # every slice once per epoch

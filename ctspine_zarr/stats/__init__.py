@@ -79,7 +79,6 @@ table rows), :mod:`~ctspine_zarr.stats.graph` (the dask graph),
 ``ctspine-zarr stats`` in :mod:`ctspine_zarr.cli`.
 """
 
-from ..vertebrae import ANATOMICAL_ORDER, vertebra_name
 from .cases import OVERALL
 from .compute import compute_stats
 from .graph import StatsGraph, build_graph
@@ -88,7 +87,6 @@ from .kernels import NNUNET_SEED, NNUNET_TOTAL_SAMPLES, block_stats, nnunet_samp
 from .results import PERCENTILES, STORE_ATTR, DatasetStats
 
 __all__ = [
-    "ANATOMICAL_ORDER",
     "NNUNET_SEED",
     "NNUNET_TOTAL_SAMPLES",
     "OVERALL",
@@ -102,5 +100,4 @@ __all__ = [
     "compute_stats",
     "merge_histograms",
     "nnunet_samples",
-    "vertebra_name",
 ]
