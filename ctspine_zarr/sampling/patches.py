@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import multiprocessing.context
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import RawValue
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 
 from ..vertebrae import VERTEBRA_LABELS
 from .cases import VERTEBRA_COLUMN
-from .sequences import Location, Transform, _StoreSequence
+from .sequences import _StoreSequence
 
 __all__ = ["PAD_IMAGE", "PAD_LABEL", "PatchSequence"]
 
@@ -29,6 +29,25 @@ PAD_LABEL: Final = 0
 _FOREGROUND_TRIES: Final = 16
 
 
+class _SharedEpoch:
+    """The ``epoch`` field: an int in shared memory, so that a forked or spawned worker sees
+    the parent's :meth:`PatchSequence.set_epoch` (a dataclass field whose default is this
+    descriptor: ``__init__`` and assignments go through ``__set__``)."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> int:
+        if obj is None:
+            return 0  # the field's default
+        return int(obj._epoch.value)
+
+    def __set__(self, obj: Any, value: int) -> None:
+        shared = obj.__dict__.get("_epoch")
+        if shared is None or isinstance(shared, int):
+            obj._epoch = _shared_int(value)
+        else:
+            shared.value = int(value)
+
+
+@dataclass(eq=False, repr=False, kw_only=True)
 class PatchSequence(_StoreSequence):
     """Random 3D patches, a fixed fraction of them forced to hold a vertebra (nnU-Net style).
 
@@ -68,33 +87,17 @@ class PatchSequence(_StoreSequence):
     0 for a random patch).
     """
 
-    def __init__(
-        self,
-        store: Location,
-        split: str | None = "train",
-        *,
-        patch_size: Sequence[int],
-        foreground_fraction: float = 0.33,
-        samples_per_epoch: int = 1000,
-        seed: int | None = None,
-        epoch: int = 0,
-        source: str | Sequence[str] | None = None,
-        vertebra: int | str | None = None,
-        transform: Transform | None = None,
-        image_dtype: npt.DTypeLike | None = np.float32,
-        segmentation_dtype: npt.DTypeLike | None = np.int64,
-        storage_options: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            store,
-            split,
-            source=source,
-            vertebra=vertebra,
-            transform=transform,
-            image_dtype=image_dtype,
-            segmentation_dtype=segmentation_dtype,
-            storage_options=storage_options,
-        )
+    patch_size: Sequence[int]
+    foreground_fraction: float = 0.33
+    samples_per_epoch: int = 1000
+    seed: int | None = None
+    epoch: _SharedEpoch = _SharedEpoch()
+    _epoch: Any = field(init=False, repr=False)  # the shared value behind ``epoch``
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        patch_size, foreground_fraction = self.patch_size, self.foreground_fraction
+        samples_per_epoch, seed = self.samples_per_epoch, self.seed
         size = tuple(int(s) for s in patch_size)
         if len(size) != 3 or min(size) < 1:
             raise ValueError(f"patch_size must be 3 positive ints (z, y, x); got {patch_size!r}")
@@ -107,13 +110,15 @@ class PatchSequence(_StoreSequence):
         self.patch_size: tuple[int, int, int] = (size[0], size[1], size[2])
         self.foreground_fraction = float(foreground_fraction)
         self.samples_per_epoch = int(samples_per_epoch)
-        self.seed = int(np.random.SeedSequence().entropy if seed is None else seed)  # type: ignore[arg-type]
+        #: The seed in use (``seed`` is normalised to it): drawn here when None was given.
+        self.rng_seed: int = int(np.random.SeedSequence().entropy if seed is None else seed)  # type: ignore[arg-type]
+        self.seed = self.rng_seed
         self.n_foreground = round(self.foreground_fraction * self.samples_per_epoch)
         holds = self.has_vertebra.copy()
-        if self.vertebra is not None:
+        if self.label is not None:
             holds[:] = False
-            holds[:, VERTEBRA_COLUMN[self.vertebra]] = self.has_vertebra[
-                :, VERTEBRA_COLUMN[self.vertebra]
+            holds[:, VERTEBRA_COLUMN[self.label]] = self.has_vertebra[
+                :, VERTEBRA_COLUMN[self.label]
             ]
         #: Cases a foreground patch may come from, and the vertebra columns each holds.
         self.foreground_cases = np.flatnonzero(holds.any(axis=1))
@@ -128,19 +133,13 @@ class PatchSequence(_StoreSequence):
                 self._vertebra_z[(case, int(column))] = np.flatnonzero(index[:, column]).astype(
                     np.int32
                 )
-        self._epoch: Any = _shared_int(epoch)
         self._plan: tuple[int, np.ndarray] | None = None
 
     # -- epochs ------------------------------------------------------------------------------
 
-    @property
-    def epoch(self) -> int:
-        """The current epoch (shared with DataLoader workers started from this object)."""
-        return int(self._epoch.value)
-
     def set_epoch(self, epoch: int) -> None:
         """Set the epoch; workers started from this object (fork, spawn, persistent) see it."""
-        self._epoch.value = int(epoch)
+        self.epoch = epoch
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -160,9 +159,9 @@ class PatchSequence(_StoreSequence):
         epoch = self.epoch if epoch is None else int(epoch)
         if self._plan is not None and self._plan[0] == epoch:
             return self._plan[1]
-        order = np.random.default_rng([self.seed, epoch, self.samples_per_epoch, 1]).permutation(
-            self.samples_per_epoch
-        )
+        order = np.random.default_rng(
+            [self.rng_seed, epoch, self.samples_per_epoch, 1]
+        ).permutation(self.samples_per_epoch)
         flags = np.zeros(self.samples_per_epoch, dtype=bool)
         flags[order[: self.n_foreground]] = True
         self._plan = (epoch, flags)
@@ -204,7 +203,7 @@ class PatchSequence(_StoreSequence):
         self, i: int, epoch: int, foreground: bool
     ) -> tuple[int, int, list[int], list[int], np.random.Generator]:
         """Case, vertebra (0: random patch), patch start and centre of item ``i``."""
-        rng = np.random.default_rng([self.seed, epoch, i])
+        rng = np.random.default_rng([self.rng_seed, epoch, i])
         if foreground:
             case = int(self.foreground_cases[rng.integers(len(self.foreground_cases))])
             columns = np.flatnonzero(self._holds[case])

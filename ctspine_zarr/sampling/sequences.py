@@ -12,6 +12,7 @@ import operator
 import os
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,34 +36,41 @@ Location = str | os.PathLike[str] | Store
 Transform = Callable[[Item], Any]
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class _StoreSequence(Sequence[Item]):
-    """Cases of a store selected through the catalogue; arrays opened lazily per process."""
+    """Cases of a store selected through the catalogue; arrays opened lazily per process.
 
-    def __init__(
-        self,
-        store: Location,
-        split: str | None = "train",
-        *,
-        source: str | Sequence[str] | None = None,
-        vertebra: int | str | None = None,
-        transform: Transform | None = None,
-        image_dtype: npt.DTypeLike | None = np.float32,
-        segmentation_dtype: npt.DTypeLike | None = np.int64,
-        storage_options: dict[str, Any] | None = None,
-    ) -> None:
-        if split is not None and split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS} or None (all cases); got {split!r}")
+    The parameters every sequence takes are its dataclass fields, stated once here (see
+    :class:`SliceSequence` for their meaning); ``__post_init__`` checks and normalises them.
+    """
+
+    store: Location = field(kw_only=False)
+    split: str | None = field(default="train", kw_only=False)
+    source: str | Sequence[str] | None = None
+    vertebra: int | str | None = None
+    transform: Transform | None = None
+    image_dtype: npt.DTypeLike | None = np.float32
+    segmentation_dtype: npt.DTypeLike | None = np.int64
+    storage_options: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.split is not None and self.split not in SPLITS:
+            raise ValueError(
+                f"split must be one of {SPLITS} or None (all cases); got {self.split!r}"
+            )
+        store = self.store
         self.location: Location = store if isinstance(store, Store) else os.fspath(store)
-        self.storage_options: dict[str, Any] = dict(storage_options or {})
-        self.split = split
-        self.vertebra: int | None = None if vertebra is None else parse_vertebra(vertebra)
-        self.transform = transform
-        self.image_dtype = None if image_dtype is None else np.dtype(image_dtype)
-        self.segmentation_dtype = (
-            None if segmentation_dtype is None else np.dtype(segmentation_dtype)
+        self.storage_options = dict(self.storage_options or {})
+        #: The vertebra filter as a VerSe label (``vertebra`` is normalised to it too).
+        self.label: int | None = None if self.vertebra is None else parse_vertebra(self.vertebra)
+        self.vertebra = self.label
+        self.dtypes: tuple[np.dtype[Any] | None, np.dtype[Any] | None] = (
+            None if self.image_dtype is None else np.dtype(self.image_dtype),
+            None if self.segmentation_dtype is None else np.dtype(self.segmentation_dtype),
         )
+        self.image_dtype, self.segmentation_dtype = self.dtypes
         catalogue = open_catalogue(self.location, storage_options=self.storage_options)
-        cases = select_cases(catalogue, split=split, source=source, vertebra=self.vertebra)
+        cases = select_cases(catalogue, split=self.split, source=self.source, vertebra=self.label)
         #: Case ids of the dataset; ``index`` of an item is a position in this tuple.
         self.case_ids: tuple[str, ...] = cases.ids
         self.case_sources: tuple[str, ...] = cases.sources
@@ -107,7 +115,7 @@ class _StoreSequence(Sequence[Item]):
         requests of all cases are gathered (one round trip remotely).
         """
         requests: list[Request] = []
-        image_dtype, label_dtype = self.image_dtype, self.segmentation_dtype
+        image_dtype, label_dtype = self.dtypes
         for n, case in enumerate(cases):
             image_reader, label_reader, _ = self._arrays(case)
             z0, z1 = z_range(n, image_reader.shape[0])
@@ -159,6 +167,7 @@ class _StoreSequence(Sequence[Item]):
         )
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class SliceSequence(_StoreSequence):
     """One item per axial slice of the selected cases.
 
@@ -187,37 +196,15 @@ class SliceSequence(_StoreSequence):
     ``slice_index``, ``spacing`` (z, y, x) and ``affine`` (see :mod:`ctspine_zarr.sampling`).
     """
 
-    def __init__(
-        self,
-        store: Location,
-        split: str | None = "train",
-        *,
-        source: str | Sequence[str] | None = None,
-        vertebra: int | str | None = None,
-        foreground_only: bool = False,
-        transform: Transform | None = None,
-        image_dtype: npt.DTypeLike | None = np.float32,
-        segmentation_dtype: npt.DTypeLike | None = np.int64,
-        storage_options: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            store,
-            split,
-            source=source,
-            vertebra=vertebra,
-            transform=transform,
-            image_dtype=image_dtype,
-            segmentation_dtype=segmentation_dtype,
-            storage_options=storage_options,
-        )
-        self.foreground_only = foreground_only
+    foreground_only: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         n = len(self.case_ids)
-        if foreground_only:
+        if self.foreground_only:
             zs = []
             for index in self._slice_vertebrae(range(n)):
-                rows = (
-                    index[:, VERTEBRA_COLUMN[self.vertebra]] if self.vertebra else index.any(axis=1)
-                )
+                rows = index[:, VERTEBRA_COLUMN[self.label]] if self.label else index.any(axis=1)
                 zs.append(np.flatnonzero(rows).astype(np.int32))
         else:
             zs = [np.arange(z, dtype=np.int32) for z in self.shapes[:, 0]]
@@ -244,6 +231,7 @@ class SliceSequence(_StoreSequence):
         return items
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class VolumeSequence(_StoreSequence):
     """One item per case: the whole volume.
 

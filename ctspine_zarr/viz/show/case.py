@@ -82,48 +82,27 @@ def plot_case(
 
 
 def save_case_png(
-    location: str | os.PathLike | Store,
-    case_id: str,
-    out: str | os.PathLike,
-    *,
-    z: int | None = None,
-    y: int | None = None,
-    x: int | None = None,
-    plane: str | Sequence[str] = "all",
-    window: str | Sequence[float] = "bone",
-    storage_options: dict[str, Any] | None = None,
-    alpha: float = OVERLAY_ALPHA,
-    panel_height: float = PANEL_HEIGHT,
-    dpi: float = 100.0,
+    location: str | os.PathLike | Store, case_id: str, out: str | os.PathLike, **options: Any
 ) -> Path:
     """Write :func:`plot_case`'s picture as a PNG (parent folders are created).
 
     Parameters
     ----------
-    location, case_id, z, y, x, plane, window, storage_options, alpha, panel_height, dpi
+    location, case_id
         As for :func:`plot_case`.
     out
         The PNG file to write.
+    **options
+        :func:`plot_case`'s keyword arguments (``z``, ``y``, ``x``, ``plane``, ``window``,
+        ``storage_options``, ``alpha``, ``panel_height``, ``dpi``).
 
     Returns
     -------
     pathlib.Path
         The written file.
     """
-    fig = plot_case(
-        location,
-        case_id,
-        z=z,
-        y=y,
-        x=x,
-        plane=plane,
-        window=window,
-        storage_options=storage_options,
-        alpha=alpha,
-        panel_height=panel_height,
-        dpi=dpi,
-    )
+    fig = plot_case(location, case_id, **options)
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, format="png", dpi=dpi, facecolor=fig.get_facecolor())
+    fig.savefig(target, format="png", dpi=fig.dpi, facecolor=fig.get_facecolor())
     return target
