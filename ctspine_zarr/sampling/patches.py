@@ -11,13 +11,18 @@ import multiprocessing.context
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import RawValue
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from ..vertebrae import VERTEBRA_LABELS
 from .cases import VERTEBRA_COLUMN
 from .sequences import _StoreSequence
+
+if TYPE_CHECKING:  # the inherited fields' annotations, resolved by the API reference
+    import numpy.typing as npt  # noqa: F401
+
+    from .sequences import Location, Transform  # noqa: F401
 
 __all__ = ["PAD_IMAGE", "PAD_LABEL", "PatchSequence"]
 
