@@ -16,6 +16,11 @@ READABLE_FORMATS: Final = (1, 2)
 
 #: Name of the group holding one sub-group per case.
 CASES_GROUP: Final = "cases"
+#: Attribute of ``cases/zarr.json`` that marks a ctspine store even when its root document
+#: is damaged (so that a rerun repairs it instead of refusing a "foreign" location). The root
+#: document's entry of the ``cases`` group is exactly ``{CASES_MARKER: true}`` too: readers
+#: find where the case entries begin by it (:mod:`ctspine_zarr.io.snapshot`).
+CASES_MARKER: Final = "ctspine_zarr_cases"
 
 # Dimensions --------------------------------------------------------------------
 CASE_DIM: Final = "case"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import warnings
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import xarray as xr
@@ -20,6 +20,7 @@ from ..schema import (
     AXIS_DIM,
     CASE_DIM,
     CASES_GROUP,
+    CASES_MARKER,
     CATALOGUE_CRC_KEY,
     CATALOGUE_KEY_ENCODINGS,
     COMPLETE_KEY,
@@ -29,6 +30,7 @@ from ..schema import (
     INTERNAL_DIR,
     SPLITS,
     VERTEBRA_DIM,
+    VOLUME_ARRAYS,
     VOLUME_DIMS,
 )
 from ..vertebrae import VERTEBRA_LABELS, VERTEBRA_NAMES
@@ -37,12 +39,16 @@ from .location import Location
 from .store import refresh_listings
 
 __all__ = [
+    "ROOT_CASE_ATTRS",
     "CaseScan",
     "build_catalogue",
+    "case_members",
     "consolidate",
     "publish_catalogue",
+    "replace_root_attributes",
     "root_attrs",
     "scan_cases",
+    "withdraw_case_members",
 ]
 
 
@@ -176,7 +182,11 @@ def build_catalogue(
 
 
 def publish_catalogue(
-    loc: Location, catalogue: xr.Dataset, *, previous: Mapping[str, Any] | None = None
+    loc: Location,
+    catalogue: xr.Dataset,
+    *,
+    previous: Mapping[str, Any] | None = None,
+    cases: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> int:
     """Make ``catalogue`` the store's catalogue; a reader sees the old one or the new one.
 
@@ -195,6 +205,9 @@ def publish_catalogue(
         The catalogue Dataset (:func:`build_catalogue`).
     previous
         The root document being replaced (None: unreadable or absent).
+    cases
+        ``{case_id: the case group's zarr.json}`` of the complete cases, listed after the
+        catalogue in the root's consolidated metadata (:func:`case_members`).
 
     Returns
     -------
@@ -236,7 +249,11 @@ def publish_catalogue(
             GENERATION_KEY: generation,
             CATALOGUE_CRC_KEY: checksums,
         },
-        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": members},
+        "consolidated_metadata": {
+            "kind": "inline",
+            "must_understand": False,
+            "metadata": {**members, **case_members(cases or {})},
+        },
     }
     loc.put("zarr.json", json.dumps(document, separators=(",", ":"), allow_nan=False).encode())
     old_members = ((previous or {}).get("consolidated_metadata") or {}).get("metadata") or {}
@@ -244,6 +261,92 @@ def publish_catalogue(
         if "/" not in name and name not in (CASES_GROUP,):
             loc.delete_prefix(name)
     return generation
+
+
+#: The case attributes the root repeats for generic readers (the rest: the case's own document).
+ROOT_CASE_ATTRS: Final = ("case_id", "source", "split", "shape_zyx", "spacing_zyx", "affine")
+
+
+def case_members(cases: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The root's consolidated-metadata entries of the case groups, after the catalogue's.
+
+    Generic readers (``xr.open_zarr(store, group="cases/<id>")``, ``zarr.open_group(store)
+    ["cases/<id>/image"]``, ``xr.open_datatree``) resolve a case through the root's
+    consolidated metadata, which zarr trusts to be complete. So the root lists the
+    ``cases`` group (exactly ``{CASES_MARKER: true}``: readers of the catalogue cut the
+    document there, see :func:`ctspine_zarr.io.snapshot.catalogue_head`), then every case
+    group with the attributes of :data:`ROOT_CASE_ATTRS` and its ``image`` and ``label``
+    arrays, as the case's own ``zarr.json`` gives them. That halves the document against
+    listing every attribute and array (``docs/format.md``, "The root document"); the case's
+    other arrays and attributes are in its own document (``xr.open_zarr(f"{store}/cases/<id>")``).
+    """
+    if not cases:
+        return {}
+    members: dict[str, Any] = {
+        CASES_GROUP: {"zarr_format": 3, "node_type": "group", "attributes": {CASES_MARKER: True}}
+    }
+    for case_id in sorted(cases):
+        document = cases[case_id]
+        attrs = document.get("attributes") or {}
+        prefix = f"{CASES_GROUP}/{case_id}"
+        members[prefix] = {
+            "zarr_format": 3,
+            "node_type": "group",
+            "attributes": {key: attrs[key] for key in ROOT_CASE_ATTRS if key in attrs},
+        }
+        nested = (document.get("consolidated_metadata") or {}).get("metadata") or {}
+        for name in VOLUME_ARRAYS:
+            if name in nested:
+                members[f"{prefix}/{name}"] = nested[name]
+    return members
+
+
+def replace_root_attributes(loc: Location, attributes: Mapping[str, Any]) -> None:
+    """Replace the root document's attributes in one atomic write, keeping its entries.
+
+    The consolidated metadata (catalogue first, then the cases) is written back in the same
+    order, so readers still find the catalogue's head (:func:`case_members`).
+    """
+    _rewrite_root(loc, attributes=attributes)
+
+
+def withdraw_case_members(loc: Location, case_ids: Iterable[str]) -> None:
+    """Drop the root's entries of cases about to be rewritten, in one atomic write.
+
+    A generic reader resolves a case through the root's entries, with no check of its own:
+    once the case's new version is switched in, the old entries would describe other data.
+    Until the next catalogue lists the new version, such a reader gets a KeyError for the
+    case instead. Our own readers open each case through its own document.
+    """
+    prefixes = tuple(f"{CASES_GROUP}/{c}" for c in case_ids)
+    if prefixes:
+        _rewrite_root(loc, drop=prefixes)
+
+
+def _rewrite_root(
+    loc: Location,
+    *,
+    attributes: Mapping[str, Any] | None = None,
+    drop: tuple[str, ...] = (),
+) -> None:
+    raw = loc.read("zarr.json")
+    document: dict[str, Any] = json.loads(raw) if raw else {"zarr_format": 3, "node_type": "group"}
+    consolidated: dict[str, Any] | None = document.pop("consolidated_metadata", None)
+    if attributes is not None:
+        document["attributes"] = dict(attributes)
+    if consolidated is not None:
+        members = consolidated.get("metadata") or {}
+        kept = {
+            name: node
+            for name, node in members.items()
+            if not any(name == p or name.startswith(p + "/") for p in drop)
+        }
+        if attributes is None and len(kept) == len(members):
+            return  # nothing to change
+        document["consolidated_metadata"] = {**consolidated, "metadata": kept}  # last
+    elif attributes is None:
+        return
+    loc.put("zarr.json", json.dumps(document, separators=(",", ":"), allow_nan=False).encode())
 
 
 def consolidate(group: zarr.Group, *, attributes: Mapping[str, Any] | None = None) -> None:

@@ -6,26 +6,60 @@ atomic write. The root document records the CRC-32 of every catalogue chunk. A
 :class:`SnapshotStore` pins the root document it read first and checks every catalogue
 chunk against it, so a Dataset opened with :func:`ctspine_zarr.open` keeps reading its own
 snapshot, or raises :class:`~ctspine_zarr.errors.StoreChangedError`: never a mix.
+
+The root document also lists every case group and its arrays after the catalogue (so that
+generic readers find the cases through it; :func:`ctspine_zarr.io.catalogue.case_members`).
+A reader of the catalogue needs only the head of the document: :func:`catalogue_head` cuts
+it where the case entries begin, so opening a store of 1,005 cases reads and parses a few
+kilobytes, not megabytes.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
-from zarr.abc.store import ByteRequest, Store
+from zarr.abc.store import ByteRequest, RangeByteRequest, Store
 from zarr.storage import WrapperStore
 
 from ..errors import DamagedStoreError, StoreChangedError
-from ..schema import CATALOGUE_CRC_KEY
+from ..schema import CASES_GROUP, CASES_MARKER, CATALOGUE_CRC_KEY
 
 if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, BufferPrototype
 
-__all__ = ["ROOT_DOCUMENT", "SnapshotStore", "parse_document"]
+__all__ = ["HEAD_BYTES", "ROOT_DOCUMENT", "SnapshotStore", "catalogue_head", "parse_document"]
 
 ROOT_DOCUMENT = "zarr.json"
+#: What a reader asks for first of the root document: its attributes and the catalogue's
+#: entries fit in it, unless the root also records large statistics (then a second read).
+HEAD_BYTES: Final = 256 * 1024
+#: Where the case entries begin in the root document as ctspine writes it (compact JSON,
+#: the catalogue's entries first).
+CASES_ENTRY: Final = (
+    f',"{CASES_GROUP}":{{"zarr_format":3,"node_type":"group",'
+    f'"attributes":{{"{CASES_MARKER}":true}}}}'
+).encode()
+
+
+def catalogue_head(raw: bytes) -> bytes | None:
+    """The root document without its case entries: the catalogue alone.
+
+    Returns None when ``raw`` holds no case entries where ctspine writes them (a store of
+    format 2, or metadata another tool consolidated): the whole document is then read.
+    """
+    cut = raw.find(CASES_ENTRY)
+    if cut < 0:
+        return None
+    head = raw[:cut] + b"}}}"  # close the metadata, consolidated_metadata and the document
+    try:
+        document = json.loads(head)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(document, dict) or "consolidated_metadata" not in document:
+        return None
+    return head
 
 
 def parse_document(raw: bytes, where: str) -> dict[str, Any]:
@@ -62,16 +96,31 @@ class SnapshotStore(WrapperStore[Store]):
         self._root: bytes | None = None
         self._checksums: dict[str, int] = {}
 
+    async def _read_root(self, prototype: BufferPrototype) -> bytes | None:
+        """The root document as the catalogue needs it: its head, read first on its own."""
+        first = await self._store.get(ROOT_DOCUMENT, prototype, RangeByteRequest(0, HEAD_BYTES))
+        if first is None:
+            return None
+        raw = first.to_bytes()
+        if len(raw) >= HEAD_BYTES:  # perhaps more of it
+            head = catalogue_head(raw)
+            if head is not None:
+                return head
+            whole = await self._store.get(ROOT_DOCUMENT, prototype)
+            if whole is None:
+                return None
+            raw = whole.to_bytes()
+        return catalogue_head(raw) or raw
+
     async def get(
         self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
     ) -> Buffer | None:
-        """Return the pinned root document, or an object checked against it."""
+        """Return the pinned root document (its catalogue), or an object checked against it."""
         if key == ROOT_DOCUMENT and byte_range is None:
             if self._root is None:
-                found = await self._store.get(key, prototype)
-                if found is None:
+                raw = await self._read_root(prototype)
+                if raw is None:
                     return None
-                raw = found.to_bytes()
                 attrs = parse_document(raw, f"{self._where}/{key}").get("attributes") or {}
                 recorded = attrs.get(CATALOGUE_CRC_KEY) or {}
                 self._checksums = {str(k): int(v) for k, v in recorded.items()}

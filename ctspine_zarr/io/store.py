@@ -123,7 +123,9 @@ def open_root(
         group = _cache.get(key)
     if group is not None:
         return group
-    store = _read_store(location, storage_options)
+    from .snapshot import SnapshotStore
+
+    store = SnapshotStore(_read_store(location, storage_options), where=str(location))
     try:
         group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=True)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:

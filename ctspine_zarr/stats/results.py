@@ -229,7 +229,7 @@ class DatasetStats:
         document is rewritten once, with its consolidated metadata, so readers see either the
         old or the new attrs.
         """
-        from ..io.catalogue import consolidate
+        from ..io.catalogue import replace_root_attributes
         from ..io.location import Location
         from ..write.lock import WriterLock
 
@@ -239,10 +239,11 @@ class DatasetStats:
             root = zarr.open_group(store, mode="r+", zarr_format=3, use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
             raise StoreError(f"{location}: no Zarr v3 store there") from err
-        with WriterLock(Location.resolve(store)):  # never beside an ingest's catalogue switch
+        loc = Location.resolve(store)
+        with WriterLock(loc):  # never beside an ingest's catalogue switch
             attrs = dict(root.attrs)
             attrs[STORE_ATTR] = self.store_payload()
-            consolidate(root, attributes=attrs)
+            replace_root_attributes(loc, attrs)
         forget(text)
 
 

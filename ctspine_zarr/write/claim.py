@@ -17,10 +17,9 @@ from typing import Any, Final
 from ..errors import StoreError
 from ..io.catalogue import root_attrs
 from ..io.location import TMP_DIR, Location, nested, normalise
-from ..schema import CASES_GROUP, FORMAT_KEY, INTERNAL_DIR
+from ..schema import CASES_GROUP, CASES_MARKER, FORMAT_KEY, INTERNAL_DIR
 
 __all__ = [
-    "CASES_MARKER",
     "STAGING",
     "TRASH",
     "claim",
@@ -31,9 +30,6 @@ __all__ = [
     "remove_internal_dir",
 ]
 
-#: Attribute of ``cases/zarr.json`` that marks a ctspine store even when its root document
-#: is damaged (so that a rerun repairs it instead of refusing a "foreign" location).
-CASES_MARKER: Final = "ctspine_zarr_cases"
 #: Where new versions of cases are written before they are switched in.
 STAGING: Final = f"{INTERNAL_DIR}/staging"
 #: Where replaced versions wait for the catalogue's switch.

@@ -28,7 +28,12 @@ import fsspec
 from zarr.abc.store import Store
 
 from ..errors import printable
-from ..io.catalogue import build_catalogue, publish_catalogue, scan_cases
+from ..io.catalogue import (
+    build_catalogue,
+    publish_catalogue,
+    scan_cases,
+    withdraw_case_members,
+)
 from ..io.layout import RawCase, RawTree, find_cases
 from ..io.location import Location
 from ..io.remote import url_to_fs, with_default_options
@@ -248,6 +253,7 @@ def ingest(
     with WriterLock(loc):
         prepare(loc, document)
         todo, damaged = _plan(loc, store, tree, report, overwrite, repair, options)
+        withdraw_case_members(loc, [case.case_id for case in todo])
         _run_cases(todo, store, report, scheduler, workers, progress, options)
         _publish(loc, tree, report, damaged, document, overwrite)
         finish(loc)
@@ -372,14 +378,16 @@ def _publish(
     deleted once it is published.
     """
     tree_ids = {c.case_id for c in tree.cases}
-    rows = scan_cases(loc).complete
+    scan = scan_cases(loc)
+    rows = scan.complete
     for case_id in set(damaged) - {o.case_id for o in report.outcomes if o.status == "ingested"}:
         rows.pop(case_id, None)  # still damaged: never listed
     if overwrite:
         report.removed = sorted(set(rows) - tree_ids)
         rows = {c: a for c, a in rows.items() if c in tree_ids}
     splits = {c.case_id: c.split for c in tree.cases if tree.has_split_file}
-    publish_catalogue(loc, build_catalogue(rows, splits=splits), previous=document)
+    documents = {c: scan.documents[c] for c in rows}
+    publish_catalogue(loc, build_catalogue(rows, splits=splits), previous=document, cases=documents)
     for case_id in report.removed:  # after the switch: no reader's catalogue lists them
         loc.delete_prefix(f"{CASES_GROUP}/{case_id}")
     report.catalogue_cases = len(rows)

@@ -31,6 +31,7 @@ from .verifystore import (
     check_case,
     check_catalogue,
     check_consolidated,
+    check_root_cases,
 )
 
 __all__ = ["verify"]
@@ -111,6 +112,7 @@ def _verify(
     arrays = _check_cases(report, store, nodes, complete, progress)
     if listed is not None:
         check_catalogue(report, root_arrays, listed, complete, set(nodes))
+        check_root_cases(report, Location.resolve(store), listed)
     elif complete and CASE_DIM not in root_arrays:
         report.add(None, CASE_DIM, None, "no catalogue, but complete cases exist", "catalogue")
     if against is not None:

@@ -22,13 +22,15 @@ from zarr.abc.store import Store
 from zarr.buffer import default_buffer_prototype
 
 from ..compat import sync
-from ..io.catalogue import build_catalogue
+from ..io.catalogue import build_catalogue, case_members
 from ..io.export import header_from_bytes
 from ..io.labelindex import index_labels
+from ..io.location import Location
 from ..io.shardformat import EMPTY_ENTRY, IndexFormat, sharding_config
 from ..schema import (
     CASE_ARRAYS,
     CASE_DIM,
+    CASES_GROUP,
     IMAGE,
     IMAGE_HEADER,
     LABEL,
@@ -38,6 +40,7 @@ from ..schema import (
 from .verifyreport import WARNING, VerifyReport
 
 __all__ = [
+    "check_root_cases",
     "catalogue_ids",
     "check_case",
     "check_catalogue",
@@ -86,7 +89,7 @@ def check_consolidated(
         place = f"in case group {case_id}" if case_id else "at the root"
         report.add(case_id, None, None, f"no consolidated metadata {place}", "metadata")
         return
-    listed = document.metadata
+    listed = {n: m for n, m in document.metadata.items() if getattr(m, "node_type", "") == "array"}
     for name in sorted(set(listed) | set(arrays)):
         if name not in arrays:
             message = f"{where} lists {name}, which is not an array of the group"
@@ -355,3 +358,48 @@ def check_catalogue(
                 report.add(
                     case_id, var, None, f"catalogue says {a}, the case attrs {b}", "catalogue"
                 )
+
+
+def check_root_cases(report: VerifyReport, loc: Location, listed: list[str]) -> None:
+    """Compare the root's entries of the cases with each case's own ``zarr.json``.
+
+    Generic readers (``xr.open_zarr(store, group=...)``, zarr, DataTree) resolve a case
+    through these entries only: a stale one describes other data than the case holds.
+    """
+    raw = loc.read("zarr.json")
+    members = (
+        (json.loads(raw).get("consolidated_metadata") or {}).get("metadata") or {} if raw else {}
+    )
+    prefix = f"{CASES_GROUP}/"
+    in_root = {k: v for k, v in members.items() if k == CASES_GROUP or k.startswith(prefix)}
+    if listed and not in_root:
+        message = (
+            "the root's consolidated metadata lists no case (a store of format 2): "
+            "xr.open_zarr(store, group=...), zarr and DataTree do not see the cases; "
+            "run the ingest again to add them"
+        )
+        report.add(None, CASES_GROUP, None, message, "metadata", WARNING)
+        return
+    raws = loc.read_many([f"{prefix}{c}/zarr.json" for c in listed])
+    documents = {c: json.loads(raw) for c, raw in zip(listed, raws, strict=True) if raw}
+    # a case without its own consolidated metadata is reported by check_consolidated
+    for case_id in [c for c, d in documents.items() if "consolidated_metadata" not in d]:
+        del documents[case_id]
+        in_root = {k: v for k, v in in_root.items() if k.split("/")[1:2] != [case_id]}
+    expected = case_members(documents)
+    stale: dict[str, str] = {}
+    for key in sorted(set(in_root) | set(expected)):
+        if in_root.get(key) != expected.get(key):
+            where = (
+                "lists" if key not in expected else "lacks" if key not in in_root else "differs on"
+            )
+            owner = key.split("/")[1] if "/" in key else ""
+            stale.setdefault(owner, f"the root's consolidated metadata {where} {key}")
+    for owner, message in sorted(stale.items()):
+        report.add(
+            owner or None,
+            None,
+            None,
+            f"{message}: generic readers of the root see this case as it is not",
+            "metadata",
+        )
