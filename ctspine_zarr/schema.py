@@ -26,6 +26,8 @@ CASES_MARKER: Final = "ctspine_zarr_cases"
 CASE_DIM: Final = "case"
 VOLUME_DIMS: Final = ("z", "y", "x")
 VERTEBRA_DIM: Final = "vertebra"
+#: Coordinate on :data:`VERTEBRA_DIM` naming each label (``"L3"``), indexed for ``sel``.
+VERTEBRA_NAME: Final = "vertebra_name"
 AXIS_DIM: Final = "axis"
 
 # Per-case variables --------------------------------------------------------------

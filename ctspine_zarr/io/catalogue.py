@@ -30,6 +30,7 @@ from ..schema import (
     INTERNAL_DIR,
     SPLITS,
     VERTEBRA_DIM,
+    VERTEBRA_NAME,
     VOLUME_ARRAYS,
     VOLUME_DIMS,
 )
@@ -37,6 +38,7 @@ from ..vertebrae import VERTEBRA_LABELS, VERTEBRA_NAMES
 from .labelindex import boxes_from_attrs
 from .location import Location
 from .store import refresh_listings
+from .vertebracoords import LABEL_ATTRS, NAME_ATTRS
 
 __all__ = [
     "ROOT_CASE_ATTRS",
@@ -120,7 +122,8 @@ def build_catalogue(
     Returns
     -------
     xarray.Dataset
-        On dims ``case``, ``vertebra`` and ``axis``.
+        On dims ``case``, ``vertebra`` and ``axis``; the coordinate ``vertebra_name`` names
+        each ``vertebra`` value (not indexed: what is written to the store).
     """
     ids = sorted(rows)
     splits = splits or {}
@@ -174,7 +177,13 @@ def build_catalogue(
         VERTEBRA_DIM: (
             (VERTEBRA_DIM,),
             np.array(VERTEBRA_LABELS, dtype=np.uint8),
-            {"long_name": "VerSe label value"},
+            dict(LABEL_ATTRS),
+        ),
+        # stored for every Zarr reader; ctspine_zarr.open adds it to older stores too
+        VERTEBRA_NAME: (
+            (VERTEBRA_DIM,),
+            np.array([VERTEBRA_NAMES[v] for v in VERTEBRA_LABELS], dtype=object),
+            dict(NAME_ATTRS),
         ),
         AXIS_DIM: np.array(VOLUME_DIMS, dtype=object),
     }

@@ -29,10 +29,11 @@ from ..schema import (
     FORMAT_VERSION,
     READABLE_FORMATS,
     VERTEBRA_DIM,
+    VERTEBRA_NAME,
     VOLUME_DIMS,
 )
-from ..vertebrae import VERTEBRA_LABELS
 from .remote import url_store
+from .vertebracoords import vertebra_coordinates
 
 __all__ = ["case_group", "is_url", "open", "open_catalogue", "open_root", "to_store"]
 
@@ -234,7 +235,9 @@ def open_catalogue(
     Returns
     -------
     xarray.Dataset
-        The catalogue on dim ``case``; ``ds.ctspine`` reaches the cases.
+        The catalogue on dims ``case``, ``vertebra`` and ``axis``; ``ds.ctspine`` reaches
+        the cases. ``vertebra`` (VerSe values) and ``vertebra_name`` (``"L3"``) are indexed:
+        ``ds.sel(vertebra_name="L3")`` is ``ds.sel(vertebra=22)``.
     """
     from .snapshot import SnapshotStore
 
@@ -252,14 +255,12 @@ def open_catalogue(
         open_root(location, storage_options=storage_options)  # raises the precise StoreError
         raise
     check_format(ds.attrs, location)
-    # the vertebra and axis coordinates are constants of the format: no need to read them
-    constants = {
-        VERTEBRA_DIM: np.asarray(VERTEBRA_LABELS, dtype=np.uint8),
-        AXIS_DIM: np.array(VOLUME_DIMS, dtype=np.dtypes.StringDType()),
-    }
-    ds = ds.assign_coords(
-        {name: (name, values, ds[name].attrs) for name, values in constants.items()}
-    )
+    # the vertebra, vertebra_name and axis coordinates are constants of the format: they
+    # are not read, and a store written before vertebra_name was stored gets it too
+    axis = np.array(VOLUME_DIMS, dtype=np.dtypes.StringDType())
+    names = ds[VERTEBRA_NAME].attrs if VERTEBRA_NAME in ds.variables else None
+    others = {AXIS_DIM: (AXIS_DIM, axis, ds[AXIS_DIM].attrs)}
+    ds = ds.assign_coords(vertebra_coordinates(ds[VERTEBRA_DIM].attrs, names, others=others))
     ds = ds.set_xindex(CASE_DIM)  # reads the case ids: the one chunk opening costs
     ds.encoding["source"] = location if isinstance(location, Store) else os.fspath(location)
     ds.encoding["storage_options"] = dict(storage_options or {})

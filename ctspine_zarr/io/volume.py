@@ -25,10 +25,10 @@ from ..schema import (
     VERTEBRA_DIM,
     VOLUME_DIMS,
 )
-from ..vertebrae import VERTEBRA_LABELS
 from .labelindex import boxes_from_attrs
 from .processcache import ProcessCache
 from .store import cache_key, case_group
+from .vertebracoords import vertebra_coordinates
 
 __all__ = ["LeanSlices", "LeanVariable", "axis_coordinates", "open_volume"]
 
@@ -276,7 +276,9 @@ def open_volume(
     xarray.Dataset
         ``image`` and ``label`` on ``(z, y, x)`` (dask), ``slice_vertebrae`` on
         ``(z, vertebra)``, ``bbox_start``/``bbox_stop`` on ``(vertebra, axis)``; coordinates
-        in mm; ``attrs["affine"]`` is the 4x4 canonical affine.
+        in mm; ``attrs["affine"]`` is the 4x4 canonical affine. ``vertebra`` (VerSe values)
+        and ``vertebra_name`` (``"L3"``) are indexed:
+        ``vol.slice_vertebrae.sel(vertebra_name="L3")`` is ``.sel(vertebra=22)``.
     """
     # a shallow copy: the caller may change attrs or variables without touching the cache
     return cached_volume(location, case_id, storage_options).copy(deep=False)
@@ -309,7 +311,6 @@ def _build_volume(
         name: (name, values, {"units": "mm"})
         for name, values in axis_coordinates(affine, image.shape).items()
     }
-    coords[VERTEBRA_DIM] = np.asarray(VERTEBRA_LABELS, dtype=np.uint8)
     coords[AXIS_DIM] = list(VOLUME_DIMS)
     _, start, stop = boxes_from_attrs(attrs["vertebrae"])
     index = group[SLICE_VERTEBRAE]
@@ -340,4 +341,4 @@ def _build_volume(
         "spacing_zyx": tuple(np.asarray(attrs["spacing_zyx"], dtype=float).tolist()),
         "store": where,
     }
-    return xr.Dataset(data_vars, coords=coords, attrs=ds_attrs)
+    return xr.Dataset(data_vars, coords=vertebra_coordinates(others=coords), attrs=ds_attrs)
