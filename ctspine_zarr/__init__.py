@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from . import accessor as _accessor  # noqa: F401  (registers ds.ctspine)
 from ._version import __version__
-from .errors import CaseNotFoundError, CTSpineError, InvalidCaseError, StoreError
+from .errors import (
+    CaseNotFoundError,
+    CTSpineError,
+    InvalidCaseError,
+    StoreError,
+    VertebraNotFoundError,
+)
 from .io.export import to_nifti
 from .io.store import open, open_catalogue  # noqa: A004
 from .write.ingest import IngestReport, ingest
@@ -20,6 +26,7 @@ __all__ = [
     "IngestReport",
     "InvalidCaseError",
     "StoreError",
+    "VertebraNotFoundError",
     "VerifyReport",
     "__version__",
     "ingest",

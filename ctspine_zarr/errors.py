@@ -41,6 +41,17 @@ class InvalidCaseError(CTSpineError, ValueError):
         super().__init__(message)
 
 
+class VertebraNotFoundError(CTSpineError, KeyError):
+    """A vertebra that a ``vertebra`` or ``vertebra_name`` selection does not find."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class StoreError(CTSpineError):
     """A store that is missing, of another kind, or of an unsupported format version."""
 

@@ -13,8 +13,7 @@ import zarr.storage
 from zarr.storage import WrapperStore
 
 import ctspine_zarr
-from ctspine_zarr.errors import CTSpineError
-from ctspine_zarr.io.vertebracoords import VertebraNotFoundError
+from ctspine_zarr.errors import CTSpineError, VertebraNotFoundError
 from ctspine_zarr.sampling import PatchSequence, VolumeSequence
 from ctspine_zarr.testing.synthetic import make_raw_tree
 from ctspine_zarr.vertebrae import VERTEBRA_LABELS, VERTEBRA_NAMES, vertebra_name

@@ -18,7 +18,7 @@ import numpy as np
 import xarray as xr
 from xarray.indexes import PandasIndex
 
-from ..errors import CTSpineError
+from ..errors import VertebraNotFoundError
 from ..schema import VERTEBRA_DIM, VERTEBRA_NAME
 from ..vertebrae import VERTEBRA_LABELS, VERTEBRA_NAMES, parse_vertebra
 
@@ -26,7 +26,6 @@ __all__ = [
     "LABEL_ATTRS",
     "NAME_ATTRS",
     "VertebraIndex",
-    "VertebraNotFoundError",
     "vertebra_coordinates",
 ]
 
@@ -34,17 +33,6 @@ __all__ = [
 LABEL_ATTRS: Final = {"long_name": "VerSe label value"}
 #: Attributes of the ``vertebra_name`` coordinate (as the catalogue stores them).
 NAME_ATTRS: Final = {"long_name": "vertebra name (VerSe)"}
-
-
-class VertebraNotFoundError(CTSpineError, KeyError):
-    """A vertebra that a ``vertebra`` or ``vertebra_name`` selection does not find."""
-
-    def __init__(self, message: str) -> None:
-        self.message = message
-        super().__init__(message)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class VertebraIndex(PandasIndex):
