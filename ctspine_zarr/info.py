@@ -56,6 +56,19 @@ def describe(ds: xr.Dataset, *, location: str = "") -> str:
         if any(name.startswith("ctspine_zarr.") for name in codecs.index):
             text += " (reading needs pip install 'ctspine-zarr[compact]')"
         lines += [f"image codecs (cases): {text}"]
+        compact = sorted(
+            str(c)
+            for c, codec in zip(ds["case"].values, ds["image_codec"].values, strict=True)
+            if str(codec).startswith("ctspine_zarr.")
+        )
+        if compact:
+            shown = ", ".join(compact[:10]) + (
+                f", ... ({len(compact)} in all)" if len(compact) > 10 else ""
+            )
+            lines += [
+                "other Zarr implementations (tensorstore, zarrs, napari, neuroglancer) cannot "
+                f"decode the images of these cases (compact codec): {shown}"
+            ]
     return "\n".join(lines)
 
 

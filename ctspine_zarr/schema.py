@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 #: Version of the on-disk layout, stored in the root attrs under :data:`FORMAT_KEY`.
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 FORMAT_KEY: Final = "ctspine_zarr_format"
-#: Store versions this package reads (1: without the snapshot checks of version 2).
-READABLE_FORMATS: Final = (1, 2)
+#: Store versions this package reads (1: without the snapshot checks of version 2; 2:
+#: without the OME-Zarr metadata of version 3, which an ingest rerun adds case by case).
+READABLE_FORMATS: Final = (1, 2, 3)
 
 #: Name of the group holding one sub-group per case.
 CASES_GROUP: Final = "cases"
@@ -42,6 +43,8 @@ VOLUME_ARRAYS: Final = (IMAGE, LABEL)
 SMALL_ARRAYS: Final = (SLICE_VERTEBRAE, IMAGE_HEADER, LABEL_HEADER)
 #: Every array of a case group.
 CASE_ARRAYS: Final = VOLUME_ARRAYS + SMALL_ARRAYS
+#: The OME label image's level 0 (the label voxels again; :mod:`ctspine_zarr.io.ome`).
+OME_LABEL: Final = "labels/vertebrae/0"
 
 # Split names (the Hugging Face loader's names) and the split-file sections they come from.
 SPLIT_SECTIONS: Final = {

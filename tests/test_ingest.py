@@ -109,7 +109,7 @@ def test_catalogue_columns_describe_each_case(store: Path, raw_tree) -> None:
         counts = np.bincount(label.ravel().astype(np.int64), minlength=29)[list(VERTEBRA_LABELS)]
         np.testing.assert_array_equal(row.voxel_count.values, counts)
     assert ds.attrs["vertebra_names"]["22"] == "L3"
-    assert ds.attrs["ctspine_zarr_format"] == 2
+    assert ds.attrs["ctspine_zarr_format"] == 3
 
 
 def test_slice_index_and_boxes_match_the_masks(store: Path, raw_tree) -> None:
@@ -294,7 +294,7 @@ def test_workers_are_a_thread_budget(
     monkeypatch.setattr(shardwriter, "encode_pool", watched_pool)
     report = ctspine_zarr.ingest(raw, tmp_path / "s.zarr", workers=workers, progress=False)
     assert report.ok and report.catalogue_cases == n_cases
-    assert used == [threads] * (2 * n_cases)  # image and label of every case
+    assert used == [threads] * (3 * n_cases)  # image, label and its OME copy of every case
     # every case encodes on the one pool of that size: never more encoders than workers
     assert set(sizes) == ({threads} if threads > 1 else set())
     if threads > 1:

@@ -71,7 +71,7 @@ def test_clean_store_verifies_ok(store: Path, raw_tree) -> None:
         zarr.open_array(store / CASES_GROUP / c.case_id / IMAGE, mode="r").shape[0]
         for c in raw_tree[1]
     ]
-    assert report.chunks_checked == 2 * sum(n_slices)
+    assert report.chunks_checked == 3 * sum(n_slices)  # image, label, the OME label image
     assert "OK" in report.summary()
     assert json.loads(json.dumps(report.to_json()))["ok"] is True
 

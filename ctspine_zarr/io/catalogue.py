@@ -359,23 +359,23 @@ def _rewrite_root(
 
 
 def consolidate(group: zarr.Group, *, attributes: Mapping[str, Any] | None = None) -> None:
-    """Write ``group``'s ``zarr.json`` with the consolidated metadata of its arrays.
+    """Write ``group``'s ``zarr.json`` with the consolidated metadata of every node below it.
 
-    Only the group's own arrays are consolidated, not sub-groups: the root's document
-    covers the catalogue, and every case group carries its own. Opening the store then
-    reads one small document whatever the number of cases, and opening a case one more.
-    With ``attributes``, the group's attributes are replaced in the same single write (an
-    ingest marks a case complete that way).
+    A case group consolidates its arrays and its OME ``labels`` sub-groups (flattened keys:
+    ``labels/vertebrae/0``); the root lists the cases itself (:func:`case_members`).
+    Opening a case then reads one document. With ``attributes``, the group's attributes
+    are replaced in the same single write (an ingest marks a case complete that way).
     """
     prototype = default_buffer_prototype()
     refresh_listings(group.store)
     members = {}
     with warnings.catch_warnings():  # the writer's folder (.ctspine) is no Zarr node
         warnings.filterwarnings("ignore", f"Object at {INTERNAL_DIR} is not recognized")
-        arrays = list(group.arrays())
-    for name, array in arrays:
-        document = array.metadata.to_buffer_dict(prototype)["zarr.json"]
-        members[name] = json.loads(document.to_bytes())
+        nodes = sorted(group.members(max_depth=None), key=lambda item: item[0])
+    for name, node in nodes:
+        entry = json.loads(node.metadata.to_buffer_dict(prototype)["zarr.json"].to_bytes())
+        entry.pop("consolidated_metadata", None)
+        members[name] = entry
     document = json.loads(group.metadata.to_buffer_dict(prototype)["zarr.json"].to_bytes())
     if attributes is not None:
         document["attributes"] = dict(attributes)

@@ -27,6 +27,16 @@ from ..io.labelindex import LabelIndex, index_labels
 from ..io.layout import RawCase
 from ..io.location import Location
 from ..io.nifti import CanonicalVolume, read_case
+from ..io.ome import (
+    LABEL_IMAGE,
+    LABEL_LEVEL0,
+    LABELS_GROUP,
+    OBLIQUE_KEY,
+    image_attrs,
+    label_image_attrs,
+    labels_group_attrs,
+    oblique_note,
+)
 from ..io.shardwriter import write_array
 from ..schema import (
     CASES_GROUP,
@@ -35,6 +45,7 @@ from ..schema import (
     IMAGE_HEADER,
     LABEL,
     LABEL_HEADER,
+    OME_LABEL,
     SHARD_CRC_KEY,
     SLICE_VERTEBRAE,
     SLICES_PER_SHARD,
@@ -216,11 +227,28 @@ def _write_volumes(
             **common,
         ),
     ]
+    # the OME label image (its own group, so the label voxels a second time: ome.py)
+    labels = group.create_group(LABELS_GROUP, attributes={"ome": labels_group_attrs()})
+    label_image = labels.create_group(
+        LABEL_IMAGE, attributes={"ome": label_image_attrs(image.affine)}
+    )
+    arrays.append(
+        label_image.create_array(
+            LABEL_LEVEL0,
+            shape=label.data.shape,
+            dtype=np.uint8,
+            compressors=label_compressors(),
+            fill_value=0,
+            attributes={"long_name": "vertebra label (VerSe numbering)"},
+            **common,
+        )
+    )
     # the bytes zarr writes, without its per-chunk overhead
     checksums = {
         IMAGE: write_array(arrays[0], image.data, threads=encode_threads),
         LABEL: write_array(arrays[1], label.data, threads=encode_threads),
     }
+    checksums[OME_LABEL] = write_array(arrays[2], label.data, threads=encode_threads)
     return arrays, checksums
 
 
@@ -259,6 +287,8 @@ def _case_attrs(
         "image_codec": codec_name,
         "has_nonfinite": image.has_nonfinite,
         "geometry_notes": image.warnings,
+        "ome": image_attrs(case.case_id, IMAGE, image.affine),
+        **({OBLIQUE_KEY: note} if (note := oblique_note(image.affine)) else {}),
         "vertebrae": index.to_attrs(),
         "other_label_values": {str(k): v for k, v in index.other_values.items()},
         "files": {"image": image.fingerprint.to_json(), "label": label.fingerprint.to_json()},

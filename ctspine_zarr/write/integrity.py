@@ -17,7 +17,14 @@ import zarr
 
 from ..io.location import Location
 from ..io.slicereader import EMPTY_ENTRY, ZReader
-from ..schema import CASE_ARRAYS, CASES_GROUP, SHARD_CRC_KEY, SMALL_ARRAYS, VOLUME_ARRAYS
+from ..schema import (
+    CASE_ARRAYS,
+    CASES_GROUP,
+    OME_LABEL,
+    SHARD_CRC_KEY,
+    SMALL_ARRAYS,
+    VOLUME_ARRAYS,
+)
 
 __all__ = ["case_problem"]
 
@@ -35,11 +42,13 @@ def case_problem(loc: Location, case_id: str) -> str | None:
             return f"{prefix}/{name}/zarr.json is not valid JSON ({err})"
     try:
         group = zarr.open_group(loc.store, path=prefix, mode="r", use_consolidated=True)
-        arrays = {name: group[name] for name in CASE_ARRAYS}
+        if "ome" not in group.attrs:
+            return f"{prefix}: written by store format 2 (no OME-Zarr metadata)"
+        arrays = {name: group[name] for name in (*CASE_ARRAYS, OME_LABEL)}
     except Exception as err:  # noqa: BLE001 - whatever it is, the case must be rewritten
         return f"{prefix}: metadata unreadable ({type(err).__name__}: {err})"
     checksums: Any = group.attrs.get(SHARD_CRC_KEY) or {}
-    for name in VOLUME_ARRAYS:
+    for name in (*VOLUME_ARRAYS, OME_LABEL):
         array = arrays[name]
         assert isinstance(array, zarr.Array)
         problem = _shards_problem(loc, f"{prefix}/{name}", array, checksums.get(name))

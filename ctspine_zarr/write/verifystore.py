@@ -35,6 +35,7 @@ from ..schema import (
     IMAGE_HEADER,
     LABEL,
     LABEL_HEADER,
+    OME_LABEL,
     SLICE_VERTEBRAE,
 )
 from .verifyreport import WARNING, VerifyReport
@@ -137,6 +138,39 @@ def check_case(
     for name in (IMAGE_HEADER, LABEL_HEADER):
         if name in arrays:
             _check_header(report, case_id, name, arrays[name], attrs)
+    _check_ome(report, store, case_id, attrs, label if LABEL in arrays else None)
+
+
+def _check_ome(
+    report: VerifyReport,
+    store: Store,
+    case_id: str,
+    attrs: dict[str, Any],
+    label: np.ndarray | None,
+) -> None:
+    """The OME label image holds the label voxels; a compact image is ours alone to read."""
+    if str(attrs.get("image_codec", "")).startswith("ctspine_zarr."):
+        message = (
+            "the image uses the compact codec (JPEG-LS, ctspine_zarr.jpegls): other Zarr "
+            "implementations (tensorstore, zarrs, napari, neuroglancer) cannot decode it"
+        )
+        report.add(case_id, IMAGE, None, message, "codec", WARNING)
+    if "ome" not in attrs:
+        message = (
+            "written by store format 2: no OME-Zarr metadata, so viewers (napari, "
+            "neuroglancer) do not see it; an ingest rerun rewrites the case"
+        )
+        report.add(case_id, None, None, message, "metadata", WARNING)
+        return
+    try:
+        copy = zarr.open_array(store, path=f"{CASES_GROUP}/{case_id}/{OME_LABEL}", mode="r")
+    except (FileNotFoundError, zarr.errors.ArrayNotFoundError, KeyError):
+        report.add(case_id, OME_LABEL, None, "the OME label image is missing", "missing")
+        return
+    values = _check_volume(report, store, case_id, OME_LABEL, copy, keep=True)
+    if values is not None and label is not None and not np.array_equal(values, label):
+        message = "the OME label image differs from label: viewers would show other labels"
+        report.add(case_id, OME_LABEL, None, message, "label")
 
 
 def _check_volume(
