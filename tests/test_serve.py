@@ -1,9 +1,18 @@
-"""HTTP serving: servers that ignore Range requests get one clear error."""
+"""HTTP serving: servers that ignore Range requests get one clear error; ``ctspine-zarr serve``
+answers ranges and the CORS headers browser viewers need."""
 
 from __future__ import annotations
 
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -18,6 +27,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 import ctspine_zarr
+from ctspine_zarr.cli import main
 from ctspine_zarr.io.remote import RangeNotSupportedError, url_store
 from ctspine_zarr.io.serve import serve_directory, serve_in_thread
 from ctspine_zarr.sampling import SliceSequence
@@ -127,3 +137,127 @@ def test_the_range_check_costs_no_request(store: Path, counting_store: Any) -> N
         f"bytes={b.start}-{b.end - 1}" if isinstance(b, RangeByteRequest) else f"bytes=-{b.suffix}"
         for _, b, _ in counting_store.reads
     )
+
+
+# ctspine-zarr serve
+
+
+@dataclass
+class _Served:
+    """A ``ctspine-zarr serve`` child: its URL, its first lines; after the block, its end."""
+
+    url: str
+    lines: list[str]
+    returncode: int | None = None
+    stderr: str = ""
+
+
+@contextmanager
+def _serving(store: Path, stderr: Path) -> Iterator[_Served]:
+    """Run ``ctspine-zarr serve STORE --port 0`` for the block, then stop it with Ctrl-C."""
+    command = [sys.executable, "-m", "ctspine_zarr.cli", "serve", str(store), "--port", "0"]
+    with open(stderr, "w+") as err:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
+        assert child.stdout is not None
+        out = child.stdout
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in out], daemon=True)
+        reader.start()
+        first: list[str] = []
+        try:
+            while len(first) < 3:
+                first.append(lines.get(timeout=60).rstrip("\n"))
+        except queue.Empty:
+            pass
+        served = _Served(url="", lines=first)
+        try:
+            assert first and " at http://" in first[0], (command, first)
+            served.url = first[0].split(" at ", 1)[1].split(" ", 1)[0]
+            yield served
+        finally:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+            try:
+                served.returncode = child.wait(timeout=60)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+                reader.join()
+                out.close()
+            err.seek(0)
+            served.stderr = err.read()
+
+
+def _get(url: str, method: str = "GET", **headers: str) -> tuple[int, Any, bytes]:
+    request = urllib.request.Request(url, method=method, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return answer.status, answer.headers, answer.read()
+
+
+def test_serve_answers_ranges_and_cors_and_stops_on_ctrl_c(store: Path, tmp_path: Path) -> None:
+    local = ctspine_zarr.open(store)
+    case = local.ctspine.case_ids()[0]
+    with _serving(store, tmp_path / "stderr.txt") as served:
+        url = served.url
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+        assert served.lines[2].endswith(f"zarr3://{url}cases/{case}/image/"), served.lines
+        status, headers, body = _get(url + "zarr.json")
+        assert status == 200 and body == (store / "zarr.json").read_bytes()
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        exposed = {h.strip().lower() for h in headers["Access-Control-Expose-Headers"].split(",")}
+        assert {"content-range", "content-length", "content-encoding", "etag"} <= exposed
+        assert headers["ETag"] and headers["Accept-Ranges"] == "bytes"
+
+        shard = store / "cases" / case / "image" / "c" / "0" / "0" / "0"
+        whole = shard.read_bytes()
+        status, headers, body = _get(f"{url}cases/{case}/image/c/0/0/0", Range="bytes=-40")
+        assert status == 206 and body == whole[-40:]
+        assert headers["Content-Range"] == f"bytes {len(whole) - 40}-{len(whole) - 1}/{len(whole)}"
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        status, _, body = _get(f"{url}cases/{case}/image/c/0/0/0", Range="bytes=10-19")
+        assert status == 206 and body == whole[10:20]
+        # neuroglancer learns a shard's size with HEAD before reading its index
+        status, headers, body = _get(f"{url}cases/{case}/image/c/0/0/0", method="HEAD")
+        assert status == 200 and body == b"" and int(headers["Content-Length"]) == len(whole)
+        assert headers["Access-Control-Allow-Origin"] == "*"
+
+        status, headers, body = _get(
+            url + "zarr.json",
+            method="OPTIONS",
+            Origin="http://localhost:8080",
+            **{
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "range,x-viewer",
+                "Access-Control-Request-Private-Network": "true",
+            },
+        )
+        assert status == 204 and body == b""
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        allowed = {h.strip().lower() for h in headers["Access-Control-Allow-Headers"].split(",")}
+        assert {"range", "x-viewer"} <= allowed
+        assert "GET" in headers["Access-Control-Allow-Methods"]
+        assert headers["Access-Control-Allow-Private-Network"] == "true"
+
+        ds = ctspine_zarr.open(url)
+        xr.testing.assert_equal(ds.ctspine.slice(case, 7), local.ctspine.slice(case, 7))
+        ctspine_zarr.io.store.forget(url)
+    assert served.returncode == 0, served.stderr
+    assert "Traceback" not in served.stderr, served.stderr
+    assert served.stderr.strip().endswith("stopped"), served.stderr
+
+
+def test_serve_refuses_what_it_cannot_serve(
+    store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", str(tmp_path / "missing.zarr")]) == 2
+    assert main(["serve", "s3://bucket/ctspine1k.zarr"]) == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert main(["serve", str(store), "--port", str(taken.getsockname()[1])]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 3, errors
+    assert errors[0].startswith(f"ctspine-zarr serve: error: {tmp_path / 'missing.zarr'}")
+    assert "serve publishes a local store" in errors[1]
+    assert "cannot listen on 127.0.0.1:" in errors[2] and "--port" in errors[2]
