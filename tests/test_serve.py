@@ -152,10 +152,19 @@ class _Served:
     stderr: str = ""
 
 
+#: ``ctspine-zarr ARGS`` with Ctrl-C raising KeyboardInterrupt, as in a terminal: a shell
+#: without job control (a CI script) starts background commands with SIGINT ignored, and a
+#: child inherits that.
+_AS_IN_A_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from ctspine_zarr.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 @contextmanager
 def _serving(store: Path, stderr: Path) -> Iterator[_Served]:
     """Run ``ctspine-zarr serve STORE --port 0`` for the block, then stop it with Ctrl-C."""
-    command = [sys.executable, "-m", "ctspine_zarr.cli", "serve", str(store), "--port", "0"]
+    command = [sys.executable, "-c", _AS_IN_A_TERMINAL, "serve", str(store), "--port", "0"]
     with open(stderr, "w+") as err:
         child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, text=True)
         assert child.stdout is not None
