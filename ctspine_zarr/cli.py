@@ -220,6 +220,41 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import urllib.parse
+
+    from .io.serve import serve_store
+    from .io.store import is_url, open_catalogue
+
+    if is_url(args.store):
+        print(
+            f"ctspine-zarr serve: error: {args.store}: serve publishes a local store; a store "
+            "in object storage is served by its own HTTP endpoint",
+            file=sys.stderr,
+        )
+        return 2
+    cases = open_catalogue(args.store).ctspine.case_ids()
+    example = urllib.parse.quote(cases[0], safe="") if cases else "<id>"
+
+    def announce(url: str) -> None:
+        print(f"serving {args.store} at {url} (Ctrl-C to stop)", flush=True)
+        print(f"  python:       ctspine_zarr.open({url!r})", flush=True)
+        print(f"  neuroglancer: zarr3://{url}cases/{example}/image/", flush=True)
+
+    try:
+        serve_store(args.store, host=args.host, port=args.port, verbose=args.log, announce=announce)
+    except OSError as err:
+        print(
+            f"ctspine-zarr serve: error: cannot listen on {args.host}:{args.port}: {err} "
+            "(choose another --port; 0 picks a free one)",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    return 0
+
+
 def _add_location_options(
     parser: argparse.ArgumentParser, *, raw: bool = False, quiet: bool = False
 ) -> None:
@@ -402,6 +437,27 @@ def _add_demo(sub: Any) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve a local store over HTTP (Range requests, CORS) for viewers and readers",
+        description="Serve a local store read-only over HTTP, with Range requests and the "
+        "CORS headers browser viewers need, until Ctrl-C. The store's root is the server's "
+        "root: ctspine_zarr.open('http://HOST:PORT/'), and neuroglancer opens a case's image "
+        "as zarr3://http://HOST:PORT/cases/<id>/image/.",
+    )
+    p.add_argument("store", help="local folder of the store")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: a free one)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every "
+        "interface)",
+    )
+    p.add_argument("--log", action="store_true", help="log every request to stderr")
+    p.set_defaults(func=_cmd_serve)
+
+
 #: The commands, in the order ``--help`` lists them: each adds its parser to the subparsers.
 _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_ingest,
@@ -410,6 +466,7 @@ _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_verify,
     _add_show,
     _add_stats,
+    _add_serve,
     _add_synth,
     _add_demo,
 )

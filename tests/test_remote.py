@@ -15,7 +15,7 @@ import xarray as xr
 from clirun import ingest_command
 
 import ctspine_zarr
-from ctspine_zarr.testing.serve import serve_directory
+from ctspine_zarr.io.serve import serve_directory
 from ctspine_zarr.testing.synthetic import make_raw_tree
 
 

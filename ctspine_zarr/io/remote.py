@@ -21,18 +21,23 @@ aiohttp.ClientTimeout(sock_connect=..., sock_read=...)}`` and the store's own re
 (timeouts, dropped connections, 429 and 5xx answers).
 
 Over HTTP, a key's path segments are percent-encoded when requested, so case ids with
-``%``, ``#``, ``?``, spaces or non-ASCII characters read back as themselves.
+``%``, ``#``, ``?``, spaces or non-ASCII characters read back as themselves, and an answer
+to a Range request that is not the range asked (a server such as ``python -m http.server``
+that sends the whole file) raises :class:`RangeNotSupportedError`, never wrong bytes. The
+check reads the status and length of the answer itself: it costs no request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import fsspec
 import zarr.storage
+from fsspec.implementations.http import HTTPFileSystem
 from zarr.abc.store import ByteRequest
 
 from ..errors import StoreError
@@ -44,6 +49,9 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_ATTEMPTS",
     "DEFAULT_READ_TIMEOUT",
+    "RANGE_SERVERS",
+    "RangeCheckedHTTPFileSystem",
+    "RangeNotSupportedError",
     "RemoteStore",
     "RemoteTimeoutError",
     "protocol_of",
@@ -70,6 +78,21 @@ T = TypeVar("T")
 
 class RemoteTimeoutError(StoreError, TimeoutError):
     """A remote store or file that did not answer within the timeouts, after every attempt."""
+
+
+#: Servers known to honour HTTP Range requests, named by :class:`RangeNotSupportedError`.
+RANGE_SERVERS = (
+    "`ctspine-zarr serve STORE`, nginx, Apache, `npx http-server`, or S3/GCS/Azure static hosting"
+)
+
+
+class RangeNotSupportedError(StoreError):
+    """An HTTP server that answered a Range request with other bytes than the range asked.
+
+    A ctspine store is read in byte ranges (a shard's index, then single slices); a server
+    that ignores the ``Range`` header (``python -m http.server``) sends whole shards instead.
+    Serve the store with one of :data:`RANGE_SERVERS`.
+    """
 
 
 def protocol_of(url: str) -> str:
@@ -210,7 +233,9 @@ def url_store(
         # keys are percent-encoded by the store; aiohttp must send them as they are
         options["encoded"] = True
         url = str(_yarl_url(url))
-    fs, path = fsspec.core.url_to_fs(url, **options)
+        fs, path = RangeCheckedHTTPFileSystem(**options), url
+    else:
+        fs, path = fsspec.core.url_to_fs(url, **options)
     if not fs.async_impl:  # memory:// and other synchronous filesystems
         from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
@@ -233,6 +258,63 @@ def _yarl_url(url: str) -> Any:
     import yarl
 
     return yarl.URL(url)  # quotes what must be quoted, keeps valid %XX escapes
+
+
+_BYTES = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class RangeCheckedHTTPFileSystem(HTTPFileSystem):
+    """fsspec's HTTP filesystem, refusing an answer that is not the byte range asked.
+
+    ``_cat_file`` (what zarr's store calls for every read) is fsspec's own, except that the
+    answer to a Range request is checked before its bytes are used: a 206 answer must not
+    be longer than the range, and a 200 answer (the whole file) is accepted only where the
+    whole file is the range asked (a range from byte 0, or a suffix, at least as long as
+    the file). Anything else raises :class:`RangeNotSupportedError`, before the body is
+    read when its ``Content-Length`` already tells.
+    """
+
+    async def _cat_file(
+        self, url: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        if (start is None and end is None) or start == end:
+            return bytes(await super()._cat_file(url, start=start, end=end, **kwargs))
+        kw = {**self.kwargs, **kwargs}
+        headers = dict(kw.pop("headers", None) or {})
+        headers["Range"] = await self._process_limits(url, start, end)
+        session = await self.set_session()
+        async with session.get(self.encode_url(url), headers=headers, **kw) as answer:
+            self._raise_not_found_for_status(answer, url)
+            fits = _answer_check(headers["Range"], answer.status)
+            if answer.content_length is not None and not fits(answer.content_length):
+                raise _range_error(url, headers["Range"], answer.status, answer.content_length)
+            body = bytes(await answer.read())
+        if not fits(len(body)):
+            raise _range_error(url, headers["Range"], answer.status, len(body))
+        return body
+
+
+def _answer_check(asked: str, status: int) -> Callable[[int], bool]:
+    """Whether an answer of ``status`` and a given length is the range ``asked`` (bytes=a-b)."""
+    match = _BYTES.match(asked)
+    if match is None:  # pragma: no cover - fsspec writes bytes=a-b, bytes=a- or bytes=-n
+        return lambda size: True
+    first, last = match.groups()
+    if first == "":  # the last n bytes
+        return lambda size: size <= int(last)
+    longest = int(last) - int(first) + 1 if last else None
+    if status == 206:
+        return lambda size: longest is None or size <= longest
+    # the whole file: the right bytes only if the range starts at 0 and covers it
+    return lambda size: int(first) == 0 and (longest is None or size <= longest)
+
+
+def _range_error(url: str, asked: str, status: int, size: int) -> RangeNotSupportedError:
+    return RangeNotSupportedError(
+        f"{url}: the HTTP server ignores Range requests (asked for {asked}, got HTTP {status} "
+        f"with {size} bytes); a ctspine store is read in byte ranges, so serve it with a "
+        f"server that honours them: {RANGE_SERVERS}; not `python -m http.server`"
+    )
 
 
 def _retryable(err: BaseException) -> bool:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from .serve import serve_in_thread
+from ..io.serve import serve_in_thread
 
 __all__ = ["serve_s3"]
 
