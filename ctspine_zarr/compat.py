@@ -31,6 +31,12 @@ dask graph introspection                    :func:`zarr_array_behind`; fallback:
 xarray ``Variable._replace`` (overridden    :class:`ctspine_zarr.io.volume.LeanVariable`; fallback
 by the volume's variables, so that views    (missing method, or :func:`forced_fallbacks`):
 keep their key)                             views compute through dask, ~1 ms slower
+fsspec ``HTTPFileSystem._process_limits``,  :func:`http_internals`, for
+``_raise_not_found_for_status``,            ``io.remote.RangeCheckedHTTPFileSystem``:
+``set_session``, ``encode_url`` (to see     the status of a Range answer before its body;
+the status of an answer: a server that      fallback: fsspec's ``_cat_file`` (its async
+ignores Range answers 200 with the whole    filesystem's extension point), the body refused
+file)                                       when longer than the range asked
 ==========================================  ====================================================
 
 ``ctspine_zarr.io.codecs`` imports ``zarr.core`` types to implement zarr's codec interface
@@ -53,6 +59,7 @@ __all__ = [
     "TOUCHPOINTS",
     "construct_dataset",
     "forced_fallbacks",
+    "http_internals",
     "sync",
     "using_fallbacks",
     "zarr_array_behind",
@@ -71,6 +78,9 @@ TOUCHPOINTS: Final[dict[str, str]] = {
     "xarray Dataset._construct_direct": "compat.construct_dataset; fallback: xr.Dataset(...)",
     "dask graph introspection": "compat.zarr_array_behind; fallback: None",
     "xarray Variable._replace": "volume.LeanVariable; fallback: views computed by dask",
+    "fsspec HTTPFileSystem._process_limits, _raise_not_found_for_status": (
+        "remote.RangeCheckedHTTPFileSystem; fallback: fsspec's _cat_file, checked by length"
+    ),
 }
 
 _forced = False
@@ -199,3 +209,20 @@ def zarr_array_behind(ds: xr.Dataset) -> Any:
     except Exception:  # noqa: BLE001 - internals changed: behave as if nothing was found
         return None
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# fsspec HTTPFileSystem internals
+# --------------------------------------------------------------------------------------------
+
+_HTTP_INTERNALS: Final = (
+    "_process_limits",
+    "_raise_not_found_for_status",
+    "set_session",
+    "encode_url",
+)
+
+
+def http_internals(fs: Any) -> bool:
+    """Whether ``fs`` (an fsspec HTTPFileSystem) has the internals the Range check reads."""
+    return not _forced and all(callable(getattr(fs, name, None)) for name in _HTTP_INTERNALS)

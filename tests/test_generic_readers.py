@@ -20,8 +20,8 @@ import zarr
 import ctspine_zarr
 from ctspine_zarr.io.catalogue import case_members, withdraw_case_members
 from ctspine_zarr.io.location import Location
+from ctspine_zarr.io.serve import serve_directory
 from ctspine_zarr.io.snapshot import CASES_ENTRY, HEAD_BYTES, catalogue_head
-from ctspine_zarr.testing.serve import serve_directory
 from ctspine_zarr.testing.synthetic import make_raw_tree
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import ctspine_zarr
 from ctspine_zarr.io.layout import case_id_problem, find_cases, normalisation_collisions
-from ctspine_zarr.testing.serve import serve_directory
+from ctspine_zarr.io.serve import serve_directory
 from ctspine_zarr.testing.synthetic import make_raw_tree
 
 #: Hostile but legal ids: each must read back exactly, locally and over HTTP.

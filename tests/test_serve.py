@@ -100,6 +100,24 @@ def test_a_server_ignoring_range_requests_gets_one_clear_error(
         _check(err, url)
 
 
+def test_without_fsspec_s_http_internals_the_length_check_refuses_the_whole_file(
+    no_range_url: str, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctspine_zarr.io import remote
+
+    checked: list[bool] = []
+    monkeypatch.setattr(remote, "http_internals", lambda fs: checked.append(True) and False)
+    local = ctspine_zarr.open(store)
+    case = local.ctspine.case_ids()[0]
+    ds = ctspine_zarr.open(no_range_url)
+    with pytest.raises(RangeNotSupportedError) as err:
+        ds.ctspine.slice(case, 3)
+    _check(err, no_range_url)
+    assert checked  # the fallback ran
+    # and what a range-honouring answer gives still passes it: the whole catalogue
+    np.testing.assert_array_equal(ds.case.values, local.case.values)
+
+
 def test_a_whole_file_is_accepted_only_where_it_is_the_range_asked(no_range_url: str) -> None:
     store = url_store(no_range_url)
     key = "zarr.json"

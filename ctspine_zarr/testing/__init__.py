@@ -1,1 +1,1 @@
-"""Test tooling users can run: the synthetic CTSpine1K-like raw tree and a local HTTP server."""
+"""Test tooling users can run: the synthetic CTSpine1K-like raw tree and a moto S3 server."""
