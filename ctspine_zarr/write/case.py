@@ -217,32 +217,20 @@ def _write_volumes(
             attributes={"units": "HU", "long_name": "CT intensity (scaled voxel values)"},
             **common,
         ),
-        group.create_array(
-            LABEL,
-            shape=label.data.shape,
-            dtype=np.uint8,
-            compressors=label_compressors(),
-            fill_value=0,
-            attributes={"long_name": "vertebra label (VerSe numbering)"},
-            **common,
-        ),
     ]
+    labels: dict[str, Any] = dict(
+        shape=label.data.shape,
+        dtype=np.uint8,
+        compressors=label_compressors(),
+        fill_value=0,
+        attributes={"long_name": "vertebra label (VerSe numbering)"},
+        **common,
+    )
+    arrays.append(group.create_array(LABEL, **labels))
     # the OME label image (its own group, so the label voxels a second time: ome.py)
-    labels = group.create_group(LABELS_GROUP, attributes={"ome": labels_group_attrs()})
-    label_image = labels.create_group(
-        LABEL_IMAGE, attributes={"ome": label_image_attrs(image.affine)}
-    )
-    arrays.append(
-        label_image.create_array(
-            LABEL_LEVEL0,
-            shape=label.data.shape,
-            dtype=np.uint8,
-            compressors=label_compressors(),
-            fill_value=0,
-            attributes={"long_name": "vertebra label (VerSe numbering)"},
-            **common,
-        )
-    )
+    ome = group.create_group(LABELS_GROUP, attributes={"ome": labels_group_attrs()})
+    label_image = ome.create_group(LABEL_IMAGE, attributes={"ome": label_image_attrs(image.affine)})
+    arrays.append(label_image.create_array(LABEL_LEVEL0, **labels))
     # the bytes zarr writes, without its per-chunk overhead
     checksums = {
         IMAGE: write_array(arrays[0], image.data, threads=encode_threads),
