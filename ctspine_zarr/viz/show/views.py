@@ -1,9 +1,10 @@
 """The cuts of a case a picture shows, in screen order: :class:`PlaneView` and its readers.
 
-:func:`read_views` reads a case's axial, coronal and sagittal cuts from the store (the
-coronal and sagittal ones in one pass by shard); :func:`volume_views` cuts an open volume
-Dataset. Both reverse the stored axes into the radiological convention and attach the
-orientation letters (see :mod:`ctspine_zarr.viz.show`).
+:func:`read_views` reads a case's axial, coronal and sagittal cuts from the store: the axial
+one at full resolution; the coronal and sagittal ones from the case's 2x level when it has
+one (``ctspine-zarr pyramid``, a few 3D chunks), else in one pass by shard over every slice;
+:func:`volume_views` cuts an open volume Dataset. Both reverse the stored axes into the
+radiological convention and attach the orientation letters (see :mod:`ctspine_zarr.viz.show`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import xarray as xr
 import zarr
 from zarr.abc.store import Store
 
+from ...io.levels import LEVEL_FACTORS, level_arrays
 from ...io.store import case_group
 from ...io.volume import axis_coordinates
 from ...schema import IMAGE, LABEL
@@ -56,6 +58,9 @@ class PlaneView:
         ``(row, column)`` size of one displayed pixel in mm.
     letters
         Orientation letters at the ``(left, right, top, bottom)`` edges.
+    downsample
+        The factor of the level the cut was read from (1: full resolution). A cut from a
+        level is repeated back to the full-resolution grid: same shape and pixel size.
     """
 
     plane: Plane
@@ -65,6 +70,7 @@ class PlaneView:
     label: np.ndarray
     pixel_mm: tuple[float, float]
     letters: tuple[str, str, str, str]
+    downsample: int = 1
 
     @property
     def axis(self) -> str:
@@ -156,6 +162,7 @@ def read_views(
     y: int | None = None,
     x: int | None = None,
     plane: str | Sequence[str] = "all",
+    level: int | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> list[PlaneView]:
     """Read the cuts of one case that a picture needs, in screen order.
@@ -173,6 +180,13 @@ def read_views(
         the middle of the volume for a case without vertebrae.
     plane
         ``"all"``, one of :data:`PLANES`, or a sequence of them.
+    level
+        Where the coronal and sagittal cuts come from. ``None`` (default): the case's 2x
+        level when it has one (``ctspine-zarr pyramid``), else full resolution; ``0``: full
+        resolution always (every slice chunk is read); ``2`` or ``4``: that level (a
+        ``ValueError`` when the case lacks it). A level's cut is the level voxel row or
+        column that holds the full-resolution index, repeated back to the full-resolution
+        grid. The axial cut is always read at full resolution (one chunk).
     storage_options
         fsspec options for a URL.
 
@@ -188,7 +202,7 @@ def read_views(
     IndexError
         For an index outside the volume.
     ValueError
-        For an unknown plane.
+        For an unknown plane, or a level the case does not have.
     """
     planes = _planes(plane)
     group = case_group(location, case_id, storage_options=storage_options)
@@ -205,8 +219,19 @@ def read_views(
 
     need_y = iy if "coronal" in planes else None
     need_x = ix if "sagittal" in planes else None
+    source = _level(group, case_id, level, need_y is not None or need_x is not None)
     cuts: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]
-    if need_y is None and need_x is None:
+    if source is not None:
+        factor, arrays = source
+        cuts = [
+            (
+                np.asarray(full[iz]) if "axial" in planes else None,
+                None if need_y is None else _repeat(small[:, iy // factor, :], factor, shape, 2),
+                None if need_x is None else _repeat(small[:, :, ix // factor], factor, shape, 1),
+            )
+            for full, small in zip((image, label), arrays, strict=True)
+        ]
+    elif need_y is None and need_x is None:
         cuts = [(np.asarray(a[iz]), None, None) for a in (image, label)]
     else:
         axial_z = iz if "axial" in planes else None
@@ -215,16 +240,53 @@ def read_views(
 
     views = []
     for name in planes:
+        factor = 1
         if name == "axial":
             pair, pixel, index = (image_z, label_z), (sy, sx), iz
         elif name == "coronal":
             pair, pixel, index = (image_y, label_y), (sz, sx), iy
         else:
             pair, pixel, index = (image_x, label_x), (sz, sy), ix
+        if name != "axial" and source is not None:
+            factor = source[0]
         assert pair[0] is not None and pair[1] is not None
         position = float(coords[_CUT_AXIS[name]][index])
-        views.append(_view(name, index, position, pair[0], pair[1], pixel))
+        views.append(_view(name, index, position, pair[0], pair[1], pixel, factor))
     return views
+
+
+def _level(
+    group: zarr.Group, case_id: str, level: int | None, needed: bool
+) -> tuple[int, tuple[zarr.Array, zarr.Array]] | None:
+    """The factor and ``(image, label)`` arrays the coronal and sagittal cuts come from.
+
+    None for full resolution: asked for (``level=0``), no such cut needed, or (``None``) the
+    case has no 2x level.
+    """
+    if level is not None and (isinstance(level, bool) or level not in (0, *LEVEL_FACTORS)):
+        raise ValueError(f"level must be 0 (full resolution) or one of {LEVEL_FACTORS}: {level!r}")
+    if not needed or level == 0:
+        return None
+    factor = LEVEL_FACTORS[0] if level is None else int(level)
+    arrays = level_arrays(group, factor)
+    if arrays is None:
+        if level is None:
+            return None
+        raise ValueError(
+            f"case {case_id!r} has no {factor}x level; write the levels with "
+            "`ctspine-zarr pyramid STORE`, or ask for level=0 (full resolution)"
+        )
+    return factor, arrays
+
+
+def _repeat(cut: Any, factor: int, shape: tuple[int, ...], keep: int) -> np.ndarray:
+    """A level's 2D cut on ``(z, y or x)`` repeated back to the full-resolution grid.
+
+    ``keep`` is the axis of ``shape`` the cut runs along besides ``z`` (1: y, 2: x).
+    """
+    values = np.asarray(cut)
+    grown = np.repeat(np.repeat(values, factor, axis=0), factor, axis=1)
+    return np.ascontiguousarray(grown[: shape[0], : shape[keep]])
 
 
 def _view(
@@ -234,6 +296,7 @@ def _view(
     image: np.ndarray,
     label: np.ndarray,
     pixel_mm: tuple[float, float],
+    downsample: int = 1,
 ) -> PlaneView:
     """A view of a cut given in stored order (rows and columns increasing with the index)."""
     return PlaneView(
@@ -245,6 +308,7 @@ def _view(
         label=np.ascontiguousarray(np.asarray(label)[::-1, ::-1]),
         pixel_mm=(float(pixel_mm[0]), float(pixel_mm[1])),
         letters=_LETTERS[plane],
+        downsample=int(downsample),
     )
 
 
