@@ -445,8 +445,20 @@ def register_levels(
     if consolidated is not None:
         metadata = dict(consolidated.get("metadata") or {})
         metadata.update(copy.deepcopy(dict(members)))
-        out["consolidated_metadata"] = {**consolidated, "metadata": metadata}  # last, as zarr
+        out["consolidated_metadata"] = {**consolidated, "metadata": _in_order(metadata)}
     return out
+
+
+def _in_order(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """Flattened consolidated metadata as zarr reads it right: the group's own children in
+    their order, then the deeper nodes sorted by path.
+
+    zarr (3.1 to 3.4) nests the flattened entries by grouping *consecutive* keys of equal
+    depth by parent: ``labels/vertebrae/0``, ``levels/2/image``, ``labels/vertebrae/1`` in
+    that order lose ``labels/vertebrae/0``. Sorted, the children of a parent are adjacent.
+    """
+    top = {k: v for k, v in metadata.items() if "/" not in k}
+    return {**top, **{k: metadata[k] for k in sorted(metadata) if "/" in k}}
 
 
 def _transforms(dataset: Mapping[str, Any]) -> tuple[list[float], list[float]]:
