@@ -181,12 +181,10 @@ def read_views(
     plane
         ``"all"``, one of :data:`PLANES`, or a sequence of them.
     level
-        Where the coronal and sagittal cuts come from. ``None`` (default): the case's 2x
-        level when it has one (``ctspine-zarr pyramid``), else full resolution; ``0``: full
-        resolution always (every slice chunk is read); ``2`` or ``4``: that level (a
-        ``ValueError`` when the case lacks it). A level's cut is the level voxel row or
-        column that holds the full-resolution index, repeated back to the full-resolution
-        grid. The axial cut is always read at full resolution (one chunk).
+        Source of the coronal and sagittal cuts: ``None`` the case's 2x level if it has one
+        (``ctspine-zarr pyramid``), else full resolution; ``0`` full resolution (every slice
+        chunk is read); ``2`` or ``4`` that level. A level's row or column holding the index
+        is repeated back to the full grid. The axial cut is always one full-resolution chunk.
     storage_options
         fsspec options for a URL.
 
@@ -202,7 +200,7 @@ def read_views(
     IndexError
         For an index outside the volume.
     ValueError
-        For an unknown plane, or a level the case does not have.
+        For an unknown plane, or a level the case lacks.
     """
     planes = _planes(plane)
     group = case_group(location, case_id, storage_options=storage_options)
@@ -216,43 +214,51 @@ def read_views(
     ix = _index(x, middle[2], shape[2], "x", f"case {case_id!r}")
     sz, sy, sx = (float(v) for v in attrs["spacing_zyx"])
     coords = axis_coordinates(np.asarray(attrs["affine"], dtype=float), shape)
-
-    need_y = iy if "coronal" in planes else None
-    need_x = ix if "sagittal" in planes else None
+    need_y, need_x = (iy if "coronal" in planes else None), (ix if "sagittal" in planes else None)
     source = _level(group, case_id, level, need_y is not None or need_x is not None)
-    cuts: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]
-    if source is not None:
-        factor, arrays = source
-        cuts = [
-            (
-                np.asarray(full[iz]) if "axial" in planes else None,
-                None if need_y is None else _repeat(small[:, iy // factor, :], factor, shape, 2),
-                None if need_x is None else _repeat(small[:, :, ix // factor], factor, shape, 1),
-            )
-            for full, small in zip((image, label), arrays, strict=True)
-        ]
-    elif need_y is None and need_x is None:
-        cuts = [(np.asarray(a[iz]), None, None) for a in (image, label)]
-    else:
-        axial_z = iz if "axial" in planes else None
-        cuts = [_cuts(a, need_y, need_x, axial_z) for a in (image, label)]
-    (image_z, image_y, image_x), (label_z, label_y, label_x) = cuts
-
+    axial_z = iz if "axial" in planes else None
+    (image_z, image_y, image_x), (label_z, label_y, label_x) = (
+        _read_cuts(full, small, axial_z, need_y, need_x, source)
+        for full, small in zip((image, label), source[1] if source else (None, None), strict=True)
+    )
     views = []
     for name in planes:
-        factor = 1
+        factor = source[0] if source is not None and name != "axial" else 1
         if name == "axial":
             pair, pixel, index = (image_z, label_z), (sy, sx), iz
         elif name == "coronal":
             pair, pixel, index = (image_y, label_y), (sz, sx), iy
         else:
             pair, pixel, index = (image_x, label_x), (sz, sy), ix
-        if name != "axial" and source is not None:
-            factor = source[0]
         assert pair[0] is not None and pair[1] is not None
         position = float(coords[_CUT_AXIS[name]][index])
         views.append(_view(name, index, position, pair[0], pair[1], pixel, factor))
     return views
+
+
+def _read_cuts(
+    full: zarr.Array,
+    small: zarr.Array | None,
+    z: int | None,
+    y: int | None,
+    x: int | None,
+    source: tuple[int, Any] | None,
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Slice ``z`` of ``full``, and row ``y`` and column ``x`` of every slice (None: not asked).
+
+    The row and column come from ``small`` (the level of ``source``'s factor) when given,
+    else from ``full`` in one pass by shard.
+    """
+    if small is not None and source is not None:
+        factor, shape = source[0], tuple(int(n) for n in full.shape)
+        return (
+            None if z is None else np.asarray(full[z]),
+            None if y is None else _repeat(small[:, y // factor, :], factor, shape, 2),
+            None if x is None else _repeat(small[:, :, x // factor], factor, shape, 1),
+        )
+    if y is None and x is None:
+        return None if z is None else np.asarray(full[z]), None, None
+    return _cuts(full, y, x, z)
 
 
 def _level(
