@@ -247,6 +247,26 @@ def test_the_case_document_registers_the_levels(leveled: Path, pristine: Path) -
     assert after["consolidated_metadata"]["metadata"]["levels/2/image"] == own
 
 
+def test_readers_opened_before_keep_reading_and_an_ingest_rerun_keeps_the_levels(
+    pristine: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(pristine.parent / "raw", tmp_path / "raw")
+    store = _copy(pristine, tmp_path / "s.zarr")
+    ds = ctspine_zarr.open(store)
+    volume = ds.ctspine.volume(SPINE)
+    before = ds.ctspine.slice(SPINE, 20)["image"].values
+    assert add_levels(store).ok
+    # the handles opened before read on: the arrays and shard indexes they hold are untouched
+    np.testing.assert_array_equal(ds.ctspine.slice(SPINE, 20)["image"].values, before)
+    np.testing.assert_array_equal(volume["image"].isel(z=20).values, before)
+    np.testing.assert_array_equal(volume["label"].values, _full(store, SPINE)[1])
+    report = ctspine_zarr.ingest(tmp_path / "raw", store, workers=1, scheduler="sync")
+    assert report.ok and report.count("skipped") == 2, report.summary()  # intact with levels
+    assert zarr.open_group(store / "cases" / SPINE, mode="r").attrs["levels"] == [2, 4]
+    assert ctspine_zarr.verify(store).ok
+    assert add_levels(store).count("present") == 2
+
+
 def test_generic_readers_see_the_case_and_its_levels(leveled: Path) -> None:
     case = xr.open_zarr(leveled / "cases" / ODD)
     assert case["image"].dims == case["label"].dims == ("z", "y", "x")
