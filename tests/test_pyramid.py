@@ -267,6 +267,28 @@ def test_readers_opened_before_keep_reading_and_an_ingest_rerun_keeps_the_levels
     assert add_levels(store).count("present") == 2
 
 
+def test_the_root_entries_of_the_cases_follow_their_documents(
+    pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _copy(pristine, tmp_path / "s.zarr")
+    root = (store / "zarr.json").read_bytes()
+    assert add_levels(store, cases=[ODD]).ok
+    assert (store / "zarr.json").read_bytes() == root  # the root repeats nothing that changed
+    # a root that repeats the attribute the levels change gets its entry of the case updated
+    from ctspine_zarr.io import catalogue
+
+    monkeypatch.setattr(catalogue, "ROOT_CASE_ATTRS", (*catalogue.ROOT_CASE_ATTRS, "levels"))
+    assert add_levels(store).ok
+    members = json.loads((store / "zarr.json").read_bytes())["consolidated_metadata"]["metadata"]
+    before = json.loads(root)["consolidated_metadata"]["metadata"]
+    assert list(members) == list(before)  # same entries in the same order: catalogue first
+    assert members[f"cases/{SPINE}"]["attributes"]["levels"] == [2, 4]
+    assert "levels" not in members[f"cases/{ODD}"]["attributes"]  # not rewritten this time
+    assert {k: v for k, v in members.items() if not k.startswith("cases/")} == {
+        k: v for k, v in before.items() if not k.startswith("cases/")
+    }
+
+
 def test_generic_readers_see_the_case_and_its_levels(leveled: Path) -> None:
     case = xr.open_zarr(leveled / "cases" / ODD)
     assert case["image"].dims == case["label"].dims == ("z", "y", "x")
