@@ -521,6 +521,7 @@ def test_cli_pyramid_exit_codes(
 ) -> None:
     store = _copy(pristine, tmp_path / "s.zarr")
     assert main(["pyramid", str(store), "--quiet", "--case", SPINE]) == 0
+    assert not (store / ".ctspine").exists()  # the writer's folder goes with the lock
     out = capsys.readouterr().out
     assert "1 given levels [2, 4], 0 had them, 0 failed" in out and "% of their cases" in out
     monkeypatch.setattr(pyramid, "_write_groups", _fail)
@@ -564,11 +565,27 @@ def test_cli_pyramid_exit_codes(
     )
 
 
+def test_cli_pyramid_on_a_read_only_http_store_says_so(
+    pristine: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ctspine_zarr.testing.serve import serve_directory
+
+    with serve_directory(pristine.parent) as server:
+        assert main(["pyramid", f"{server.url}/{pristine.name}", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{server.url}/{pristine.name}: cannot write to this store" in err
+    assert (
+        not (pristine / ".ctspine").exists() and not (pristine / "cases" / ODD / "levels").exists()
+    )
+
+
 def test_a_held_lock_refuses_the_command(pristine: Path, tmp_path: Path) -> None:
     store = _copy(pristine, tmp_path / "s.zarr")
     with WriterLock(Location.resolve(store)):
         with pytest.raises(StoreLockedError, match="another ingest"):
             add_levels(store)
+        assert (store / ".ctspine" / "lock").exists()  # the holder's lock is left alone
     assert not (store / "cases" / ODD / "levels").exists()
     with pytest.raises(CaseNotFoundError):
         add_levels(store, cases=["nope"])

@@ -39,12 +39,13 @@ from ..io.levels import (
     LEVELS_KEY,
     level_paths,
 )
-from ..io.location import Location
+from ..io.location import TMP_DIR, Location
 from ..io.store import check_format, forget
 from ..parallel import check_workers, progress_bar, run_tasks
 from ..schema import CASES_GROUP, IMAGE, LABEL, VOLUME_DIMS, image_encoding, label_compressors
+from .claim import remove_internal_dir
 from .downsample import build_levels
-from .lock import WriterLock
+from .lock import LOCK_KEY, WriterLock
 
 __all__ = ["LEVEL_CHUNK", "PyramidOutcome", "PyramidReport", "add_levels", "register_levels"]
 
@@ -143,7 +144,8 @@ def add_levels(
     loc = Location.resolve(store, storage_options=storage_options)
     _check_store(loc)
     report = PyramidReport(store=loc.text)
-    with WriterLock(loc):
+    lock = _locked(loc)
+    try:
         scan = scan_cases(loc)
         chosen = sorted(scan.complete) if cases is None else list(dict.fromkeys(cases))
         for case_id in chosen:
@@ -167,10 +169,30 @@ def add_levels(
             if document is not None:
                 documents[outcome.case_id] = document
         _refresh_root(loc, documents)
+        loc.delete_prefix(TMP_DIR)  # the scratch folder of the atomic writes (empty by now)
+    finally:
+        lock.release()
+    remove_internal_dir(loc)  # the writer's folder, when no other writer took it since
     forget(store if isinstance(store, Store) else os.fspath(store))
     report.outcomes.sort(key=lambda o: o.case_id)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _locked(loc: Location) -> WriterLock:
+    """The store's writer lock, taken (release it); a store that cannot be written is a
+    one-line StoreError."""
+    lock = WriterLock(loc)
+    try:
+        lock.acquire()
+    except StoreError:
+        raise
+    except Exception as err:  # e.g. an HTTP server answers PUT with 501
+        raise StoreError(
+            f"{loc.text}: cannot write to this store (taking the writer lock "
+            f"{LOCK_KEY} failed: {type(err).__name__}: {' '.join(str(err).split())})"
+        ) from err
+    return lock
 
 
 def _check_store(loc: Location) -> None:
