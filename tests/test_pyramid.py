@@ -18,6 +18,7 @@ import ctspine_zarr
 from ctspine_zarr.cli import main
 from ctspine_zarr.errors import CaseNotFoundError, StoreError, StoreLockedError
 from ctspine_zarr.io.location import Location
+from ctspine_zarr.schema import image_encoding, label_compressors
 from ctspine_zarr.testing.synthetic import make_volume, write_case, write_split_file
 from ctspine_zarr.write import pyramid
 from ctspine_zarr.write.downsample import build_levels
@@ -456,6 +457,7 @@ def test_show_reads_the_sagittal_cut_from_the_level(leveled: Path) -> None:
         counting.reads.clear()
         (view,) = read_views(counting, SPINE, plane="sagittal")
         level_keys = _chunk_keys(counting.reads, SPINE)
+        level_reads = [r for r in counting.reads if "/levels/2/" in r[0]]
     finally:
         ctspine_zarr.io.store.forget(counting)
     assert {k.split("/c/")[0] for k in full_keys} == {
@@ -466,6 +468,7 @@ def test_show_reads_the_sagittal_cut_from_the_level(leveled: Path) -> None:
         f"cases/{SPINE}/levels/2/image",
         f"cases/{SPINE}/levels/2/label",
     }
+    assert len(level_reads) == 4  # per array: the shard index, then the chunks in one read
     assert (view.downsample, full.downsample) == (2, 1)
     assert view.image.shape == full.image.shape and view.pixel_mm == full.pixel_mm
     assert (view.index, view.position_mm, view.letters) == (
@@ -496,6 +499,63 @@ def test_pictures_from_a_level_have_the_full_resolution_size(leveled: Path, tmp_
     assert "4x level" in ax.get_title()
     with pytest.raises(ValueError, match="level must be"):
         plot_case(leveled, SPINE, level=3)
+
+
+def _sharded(store: Any, name: str, data: np.ndarray, **options: Any) -> zarr.Array:
+    array = zarr.create_array(
+        store,
+        name=name,
+        shape=data.shape,
+        dtype=data.dtype,
+        fill_value=0,
+        config={"write_empty_chunks": True},
+        **options,
+    )
+    array[...] = data
+    return array
+
+
+def test_read_cuts_equals_zarr_across_chunks_and_shards(tmp_path: Path) -> None:
+    from ctspine_zarr.io.levelreader import read_cuts
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(-1000, 1000, (13, 11, 9)).astype(np.int16)
+    local = zarr.storage.LocalStore(tmp_path / "a.zarr")
+    encoding = image_encoding("default")
+    sharded = _sharded(local, "s", data, chunks=(4, 4, 4), shards=(8, 8, 8), **encoding)
+    plain = _sharded(local, "p", data, chunks=(4, 4, 4))  # not the levels' layout: zarr reads
+    labels = _sharded(
+        local,
+        "l",
+        (data % 7).astype(np.uint8),
+        chunks=(4, 4, 4),
+        shards=(8, 8, 8),
+        compressors=label_compressors(),
+    )
+    cuts = [(a, 1, y) for a in (sharded, plain, labels) for y in range(11)]
+    cuts += [(a, 2, x) for a in (sharded, plain, labels) for x in range(9)]
+    for (array, axis, at), got in zip(cuts, read_cuts(cuts), strict=True):
+        expected = array[:, at, :] if axis == 1 else array[:, :, at]
+        np.testing.assert_array_equal(got, expected)
+        assert got.dtype == array.dtype
+    # two rounds: the shard indexes, then the chunks, near ones of a shard in one request
+    counting = CountingStore(zarr.storage.LocalStore(tmp_path / "a.zarr", read_only=True))
+    image = zarr.open_array(counting, path="s", mode="r")
+    counting.reads.clear()
+    read_cuts([(image, 2, 5)])
+    assert len(counting.reads) == 2 * 4  # 4 shards (2 x 2 along z, y): index, then chunks
+    # damage is an error naming the shard, never fill values
+    shard = tmp_path / "a.zarr" / "s" / "c" / "0" / "0" / "0"
+    raw = bytearray(shard.read_bytes())
+    raw[10] ^= 0xFF
+    shard.write_bytes(bytes(raw))
+    with pytest.raises(ctspine_zarr.errors.DamagedStoreError, match="s/c/0/0/0: chunk"):
+        read_cuts([(sharded, 1, 0)])
+    shard.unlink()
+    with pytest.raises(
+        ctspine_zarr.errors.DamagedStoreError, match="s/c/0/0/0: the shard is missing"
+    ):
+        read_cuts([(sharded, 1, 0)])
 
 
 def test_without_levels_show_reads_full_resolution(pristine: Path) -> None:

@@ -19,6 +19,7 @@ import xarray as xr
 import zarr
 from zarr.abc.store import Store
 
+from ...io.levelreader import read_cuts
 from ...io.levels import LEVEL_FACTORS, level_arrays
 from ...io.store import case_group
 from ...io.volume import axis_coordinates
@@ -217,10 +218,14 @@ def read_views(
     need_y, need_x = (iy if "coronal" in planes else None), (ix if "sagittal" in planes else None)
     source = _level(group, case_id, level, need_y is not None or need_x is not None)
     axial_z = iz if "axial" in planes else None
-    (image_z, image_y, image_x), (label_z, label_y, label_x) = (
-        _read_cuts(full, small, axial_z, need_y, need_x, source)
-        for full, small in zip((image, label), source[1] if source else (None, None), strict=True)
-    )
+    if source is None:
+        (image_z, image_y, image_x), (label_z, label_y, label_x) = (
+            _read_cuts(a, axial_z, need_y, need_x) for a in (image, label)
+        )
+    else:
+        (image_z, image_y, image_x), (label_z, label_y, label_x) = _level_cuts(
+            (image, label), source, axial_z, need_y, need_x
+        )
     views = []
     for name in planes:
         factor = source[0] if source is not None and name != "axial" else 1
@@ -237,28 +242,42 @@ def read_views(
 
 
 def _read_cuts(
-    full: zarr.Array,
-    small: zarr.Array | None,
-    z: int | None,
-    y: int | None,
-    x: int | None,
-    source: tuple[int, Any] | None,
+    full: zarr.Array, z: int | None, y: int | None, x: int | None
 ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
-    """Slice ``z`` of ``full``, and row ``y`` and column ``x`` of every slice (None: not asked).
-
-    The row and column come from ``small`` (the level of ``source``'s factor) when given,
-    else from ``full`` in one pass by shard.
-    """
-    if small is not None and source is not None:
-        factor, shape = source[0], tuple(int(n) for n in full.shape)
-        return (
-            None if z is None else np.asarray(full[z]),
-            None if y is None else _repeat(small[:, y // factor, :], factor, shape, 2),
-            None if x is None else _repeat(small[:, :, x // factor], factor, shape, 1),
-        )
+    """Slice ``z``, and row ``y`` and column ``x`` of every slice (in one pass by shard)."""
     if y is None and x is None:
         return None if z is None else np.asarray(full[z]), None, None
     return _cuts(full, y, x, z)
+
+
+def _level_cuts(
+    full: tuple[zarr.Array, zarr.Array],
+    source: tuple[int, tuple[zarr.Array, zarr.Array]],
+    z: int | None,
+    y: int | None,
+    x: int | None,
+) -> list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]:
+    """Per array of ``full``: slice ``z`` of it, and row ``y``, column ``x`` from the level.
+
+    The level's row and column (of image and label together: their shard indexes in one
+    round of requests, their chunks in a second) are repeated back to the full grid.
+    """
+    factor, small = source
+    shape = tuple(int(n) for n in full[0].shape)
+    asks = [(a, axis, at) for axis, at in ((1, y), (2, x)) if at is not None for a in (0, 1)]
+    got = read_cuts([(small[a], axis, at // factor) for a, axis, at in asks])
+    cuts = {  # a cut across y runs along x, and the other way round
+        (a, axis): _repeat(cut, factor, shape, 3 - axis)
+        for (a, axis, _), cut in zip(asks, got, strict=True)
+    }
+    return [
+        (
+            None if z is None else np.asarray(full[a][z]),
+            cuts.get((a, 1)),
+            cuts.get((a, 2)),
+        )
+        for a in (0, 1)
+    ]
 
 
 def _level(
