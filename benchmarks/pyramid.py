@@ -1,15 +1,16 @@
 """A sagittal quick look of a 512 x 512 x 400 case, with and without the 2x level.
 
-``python -m benchmarks.pyramid [--workdir DIR] [--repeats N]`` synthesises one CTSpine1K-like
-case of 400 slices of 512 x 512, ingests it, copies the store and writes the levels of the
-copy with ``ctspine-zarr pyramid`` (timed, median of ``--repeats`` runs on fresh copies),
-then times a sagittal quick look of both stores: the cuts alone (``read_views``) and the
-whole PNG (``save_case_png``), from the local folder and through the Range-honouring HTTP
-server of ``ctspine_zarr.testing.serve`` on 127.0.0.1. Each is the median of ``--repeats``,
-the two stores alternating, the process's store caches dropped before every call (each
-reopens the case as a new reader would; the operating system's page cache stays warm). It
-prints a markdown table, the two side by side with their ratio, and the bytes the levels
-add to the case.
+``python -m benchmarks.pyramid [--workdir DIR] [--repeats N] [--latency S]`` synthesises one
+CTSpine1K-like case of 400 slices of 512 x 512, ingests it, copies the store and writes the
+levels of the copy with ``ctspine-zarr pyramid`` (timed, median of ``--repeats`` runs on
+fresh copies), then times a sagittal quick look of both stores: the cuts alone
+(``read_views``) and the whole PNG (``save_case_png``), from the local folder, through the
+Range-honouring HTTP server of ``ctspine_zarr.testing.serve`` on 127.0.0.1, and from a moto
+S3 server on 127.0.0.1 that waits ``--latency`` seconds (default 0.02) before answering each
+GET, as a remote object store would. Each is the median of ``--repeats``, the two stores
+alternating, the process's store caches dropped before every call (each reopens the case as
+a new reader would; the operating system's page cache stays warm). It prints a markdown
+table, the two side by side with their ratio, and the bytes the levels add to the case.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +87,12 @@ def _pyramid(store: Path, folder: Path, repeats: int) -> tuple[Path, float, Any]
 
 
 def _quick_looks(
-    full: str, leveled: str, case: str, png: Path, repeats: int
+    full: str,
+    leveled: str,
+    case: str,
+    png: Path,
+    repeats: int,
+    storage_options: dict[str, Any] | None = None,
 ) -> list[tuple[str, float, float]]:
     """``(what, seconds without levels, seconds with)`` of the cuts and of the PNG."""
     from ctspine_zarr.io.store import forget
@@ -103,14 +110,51 @@ def _quick_looks(
 
         def run(store: str, call: Callable[..., Any] = call) -> Any:
             if call is save_case_png:
-                return save_case_png(store, case, png, plane="sagittal")
-            return read_views(store, case, plane="sagittal")
+                return save_case_png(
+                    store, case, png, plane="sagittal", storage_options=storage_options
+                )
+            return read_views(store, case, plane="sagittal", storage_options=storage_options)
 
-        (view,) = read_views(leveled, case, plane="sagittal")
+        (view,) = read_views(leveled, case, plane="sagittal", storage_options=storage_options)
         assert view.downsample == 2, "the copy has no level"
         without, with_levels = _medians([lambda: run(full), lambda: run(leveled)], repeats, drop)
         rows.append((what, without, with_levels))
     return rows
+
+
+@contextmanager
+def _s3(
+    folder: Path, stores: Sequence[Path], latency: float
+) -> Iterator[tuple[tuple[str, str], dict[str, Any]]]:
+    """The stores copied to a moto S3 server on 127.0.0.1 that waits ``latency`` s per GET."""
+    import logging
+    import os
+
+    import s3fs
+
+    from ctspine_zarr.testing.s3 import serve_s3
+
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+
+    def slow(app: Any) -> Any:
+        def serve(environ: Any, start_response: Any) -> Any:
+            if environ["REQUEST_METHOD"] == "GET" and slow.on:  # type: ignore[attr-defined]
+                time.sleep(latency)
+            return app(environ, start_response)
+
+        return serve
+
+    slow.on = False  # type: ignore[attr-defined]
+    with serve_s3(slow) as (endpoint, _):
+        options = {"endpoint_url": endpoint, "key": "bench", "secret": "bench"}
+        fs = s3fs.S3FileSystem(**options)
+        fs.mkdir("pyramid")
+        for store in stores:
+            fs.put(str(store), f"pyramid/{store.name}", recursive=True)
+        slow.on = True  # type: ignore[attr-defined]
+        yield (f"s3://pyramid/{stores[0].name}", f"s3://pyramid/{stores[1].name}"), options
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,6 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pyramid")
     parser.add_argument("--workdir", help="keep the raw case and the stores here")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--latency", type=float, default=0.02, help="seconds the S3 server waits per GET"
+    )
     args = parser.parse_args(argv)
 
     from ctspine_zarr.testing.serve import serve_directory
@@ -133,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             urls = (f"{server.url}/{full.name}", f"{server.url}/{leveled.name}")
             remote = _quick_looks(*urls, case, folder / "q.png", args.repeats)
         rows += [(f"{what}, HTTP 127.0.0.1", a, b) for what, a, b in remote]
+        with _s3(folder, (full, leveled), args.latency) as (urls, options):
+            s3 = _quick_looks(*urls, case, folder / "q.png", args.repeats, options)
+        where = f"S3 (moto, {1000 * args.latency:g} ms a request)"
+        rows += [(f"{what}, {where}", a, b) for what, a, b in s3]
 
     print(
         f"# Sagittal quick look of a {SLICES}x{SHAPE[0]}x{SHAPE[1]} case, median of {args.repeats}"
