@@ -201,7 +201,9 @@ class CTSpineAccessor:
         window
             ``"bone"`` (W 1800, L 400), ``"soft"`` (W 400, L 40), ``"W,L"`` or ``(W, L)``.
         **kwargs
-            Passed to :func:`ctspine_zarr.viz.show.plot_case` (``y``, ``x``, ``alpha``, ...).
+            Passed to :func:`ctspine_zarr.viz.show.plot_case` (``y``, ``x``, ``alpha``, ``level``:
+            ``0`` reads the coronal and sagittal cuts at full resolution instead of the 2x
+            level, ...).
 
         Returns
         -------

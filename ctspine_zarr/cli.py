@@ -137,10 +137,29 @@ def _cmd_show(args: argparse.Namespace) -> int:
             z=args.z,
             plane=args.plane,
             window=args.window,
+            level=0 if args.full_resolution else None,
             storage_options=_storage_options(args.storage_options),
         ),
         (ValueError, IndexError),
     )
+
+
+def _cmd_pyramid(args: argparse.Namespace) -> int:
+    from .write.pyramid import add_levels
+
+    try:
+        report = add_levels(
+            args.store,
+            cases=args.cases,
+            workers=args.workers,
+            storage_options=_storage_options(args.storage_options),
+            progress=not args.quiet,
+        )
+    except ValueError as err:
+        print(f"ctspine-zarr pyramid: error: {err}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def _samples_option(text: str) -> int | Literal["nnunet"] | None:
@@ -355,9 +374,31 @@ def _add_show(sub: Any) -> None:
     p.add_argument(
         "--window", default="bone", help="bone (W 1800, L 400), soft (W 400, L 40) or W,L in HU"
     )
+    p.add_argument(
+        "--full-resolution",
+        action="store_true",
+        help="read the coronal and sagittal cuts from every full-resolution slice, not from "
+        "the case's 2x level (written by `ctspine-zarr pyramid`)",
+    )
     _add_output(p, "the PNG file to write", old_option=True)
     _add_location_options(p)
     p.set_defaults(func=_cmd_show)
+
+
+def _add_pyramid(sub: Any) -> None:
+    p = sub.add_parser(
+        "pyramid",
+        help="write 2x and 4x downsampled levels of every case (for browsing)",
+        description="Write 2x and 4x downsampled levels (image by block mean, labels by block "
+        "mode, 64^3 chunks) of every complete case that lacks them; a rerun writes only what "
+        "is missing. Exit codes: 0 every case has its levels, 1 some cases failed (the others "
+        "have them), 2 nothing done (not a ctspine store, an unknown case, another writer).",
+    )
+    p.add_argument("store", help="path or fsspec URL of the store")
+    p.add_argument("--case", action="append", dest="cases", help="only this case (repeatable)")
+    p.add_argument("--workers", type=int, default=None, help="cases at a time (default: the CPUs)")
+    _add_location_options(p, quiet=True)
+    p.set_defaults(func=_cmd_pyramid)
 
 
 def _stats_arguments(parser: argparse.ArgumentParser) -> None:
@@ -465,6 +506,7 @@ _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_export,
     _add_verify,
     _add_show,
+    _add_pyramid,
     _add_stats,
     _add_serve,
     _add_synth,

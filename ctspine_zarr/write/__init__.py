@@ -1,1 +1,2 @@
-"""The writer: NIfTI pairs into a store (claim, lock, ingest, integrity) and its checker, verify."""
+"""The writer: NIfTI pairs into a store (claim, lock, ingest, integrity), the downsampled levels
+(pyramid), and its checker, verify."""

@@ -24,6 +24,7 @@ from ..io.location import Location
 from ..io.store import check_format, refresh_listings, to_store
 from ..parallel import with_progress
 from ..schema import CASE_DIM, CASES_GROUP, COMPLETE_KEY, INTERNAL_DIR
+from .verifylevels import check_levels
 from .verifyreport import ERROR, WARNING, VerifyReport
 from .verifysources import check_against
 from .verifystore import (
@@ -63,7 +64,10 @@ def verify(
        what the case attrs give; a split that differs is a warning;
     4. a case group without ``complete: true`` is an unfinished write: a warning, or an
        error when the catalogue lists it;
-    5. with ``against``: every case of the raw tree is in the store and equals its source
+    5. the downsampled levels a case lists (``ctspine-zarr pyramid``): listed in its
+       consolidated metadata as their ``zarr.json`` say, of the right shape and dtype, every
+       shard and chunk present and decoding;
+    6. with ``against``: every case of the raw tree is in the store and equals its source
        files voxel for voxel (image and label), header bytes and geometry included.
 
     Parameters
@@ -208,6 +212,7 @@ def _check_cases(
             document = nodes[case_id].metadata.consolidated_metadata
             check_consolidated(report, case_id, document, arrays[case_id])
             check_case(report, store, case_id, complete[case_id], arrays[case_id])
+            check_levels(report, store, case_id, nodes[case_id], complete[case_id])
         except Exception as err:  # an unexpected failure must not cost the other cases
             report.add(case_id, None, None, f"case unreadable: {err!r}", "unreadable")
         report.cases_checked += 1

@@ -20,9 +20,13 @@ right, or anterior). Pixels are drawn to scale in mm (the voxel spacing), so the
 the physical aspect ratio of the cut.
 
 Reads: the axial plane is one chunk per array (``image[z]``, ``label[z]``). A coronal or a
-sagittal cut needs one row or column of *every* slice, which decodes every slice chunk of
-the case (the chunks are whole axial slices); both cuts are taken in the same single pass,
-one shard (32 slices) at a time, so memory stays at one shard.
+sagittal cut needs one row or column of *every* slice. When the case has its downsampled
+levels (``ctspine-zarr pyramid``), both come from the 2x level, whose 64^3 chunks a cut
+crosses a few at a time (a 512 x 512 x 400 case: 16 chunks per array instead of 400 slice
+chunks), and are repeated back to the full-resolution grid; ``level=0`` (``show
+--full-resolution``) reads them from the full-resolution slices instead, which decodes every
+slice chunk of the case (the chunks are whole axial slices): both cuts are then taken in the
+same single pass, one shard (32 slices) at a time, so memory stays at one shard.
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly (no
 ``pyplot``, no global backend), so this works headless, in threads and in notebooks.

@@ -32,6 +32,7 @@ def plot_case(
     x: int | None = None,
     plane: str | Sequence[str] = "all",
     window: str | Sequence[float] = "bone",
+    level: int | None = None,
     storage_options: dict[str, Any] | None = None,
     alpha: float = OVERLAY_ALPHA,
     panel_height: float = PANEL_HEIGHT,
@@ -57,6 +58,10 @@ def plot_case(
         ``"sagittal"``, or a sequence of them.
     window
         ``"bone"`` (W 1800, L 400), ``"soft"`` (W 400, L 40), ``"W,L"`` or ``(W, L)``.
+    level
+        Where the coronal and sagittal cuts come from: ``None`` (default) the case's 2x
+        level when it has one, else full resolution; ``0`` full resolution; ``2`` or ``4``
+        that level (see :func:`read_views`).
     storage_options
         fsspec options for a URL.
     alpha
@@ -73,7 +78,14 @@ def plot_case(
     """
     vmin, vmax = parse_window(window)  # fail before reading
     views = read_views(
-        location, case_id, z=z, y=y, x=x, plane=plane, storage_options=storage_options
+        location,
+        case_id,
+        z=z,
+        y=y,
+        x=x,
+        plane=plane,
+        level=level,
+        storage_options=storage_options,
     )
     title = f"{case_id}   window [{vmin:g}, {vmax:g}] HU"
     return draw_views(
@@ -94,7 +106,7 @@ def save_case_png(
         The PNG file to write.
     **options
         :func:`plot_case`'s keyword arguments (``z``, ``y``, ``x``, ``plane``, ``window``,
-        ``storage_options``, ``alpha``, ``panel_height``, ``dpi``).
+        ``level``, ``storage_options``, ``alpha``, ``panel_height``, ``dpi``).
 
     Returns
     -------

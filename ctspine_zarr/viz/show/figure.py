@@ -167,8 +167,9 @@ def _draw_panel(
     )
     ax.set_aspect("equal", adjustable="box")
     ax.set_axis_off()
+    source = f"  [{view.downsample}x level]" if view.downsample > 1 else ""
     ax.set_title(
-        f"{view.plane}  {view.axis} = {view.index}  ({view.position_mm:.1f} mm)",
+        f"{view.plane}  {view.axis} = {view.index}  ({view.position_mm:.1f} mm){source}",
         fontsize=9,
         pad=16,
     )

@@ -1,9 +1,10 @@
 """The cuts of a case a picture shows, in screen order: :class:`PlaneView` and its readers.
 
-:func:`read_views` reads a case's axial, coronal and sagittal cuts from the store (the
-coronal and sagittal ones in one pass by shard); :func:`volume_views` cuts an open volume
-Dataset. Both reverse the stored axes into the radiological convention and attach the
-orientation letters (see :mod:`ctspine_zarr.viz.show`).
+:func:`read_views` reads a case's axial, coronal and sagittal cuts from the store: the axial
+one at full resolution; the coronal and sagittal ones from the case's 2x level when it has
+one (``ctspine-zarr pyramid``, a few 3D chunks), else in one pass by shard over every slice;
+:func:`volume_views` cuts an open volume Dataset. Both reverse the stored axes into the
+radiological convention and attach the orientation letters (see :mod:`ctspine_zarr.viz.show`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import xarray as xr
 import zarr
 from zarr.abc.store import Store
 
+from ...io.levelreader import read_cuts
+from ...io.levels import LEVEL_FACTORS, level_arrays
 from ...io.store import case_group
 from ...io.volume import axis_coordinates
 from ...schema import IMAGE, LABEL
@@ -56,6 +59,9 @@ class PlaneView:
         ``(row, column)`` size of one displayed pixel in mm.
     letters
         Orientation letters at the ``(left, right, top, bottom)`` edges.
+    downsample
+        The factor of the level the cut was read from (1: full resolution). A cut from a
+        level is repeated back to the full-resolution grid: same shape and pixel size.
     """
 
     plane: Plane
@@ -65,6 +71,7 @@ class PlaneView:
     label: np.ndarray
     pixel_mm: tuple[float, float]
     letters: tuple[str, str, str, str]
+    downsample: int = 1
 
     @property
     def axis(self) -> str:
@@ -156,6 +163,7 @@ def read_views(
     y: int | None = None,
     x: int | None = None,
     plane: str | Sequence[str] = "all",
+    level: int | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> list[PlaneView]:
     """Read the cuts of one case that a picture needs, in screen order.
@@ -173,6 +181,11 @@ def read_views(
         the middle of the volume for a case without vertebrae.
     plane
         ``"all"``, one of :data:`PLANES`, or a sequence of them.
+    level
+        Source of the coronal and sagittal cuts: ``None`` the case's 2x level if it has one
+        (``ctspine-zarr pyramid``), else full resolution; ``0`` full resolution (every slice
+        chunk is read); ``2`` or ``4`` that level. A level's row or column holding the index
+        is repeated back to the full grid. The axial cut is always one full-resolution chunk.
     storage_options
         fsspec options for a URL.
 
@@ -188,7 +201,7 @@ def read_views(
     IndexError
         For an index outside the volume.
     ValueError
-        For an unknown plane.
+        For an unknown plane, or a level the case lacks.
     """
     planes = _planes(plane)
     group = case_group(location, case_id, storage_options=storage_options)
@@ -202,19 +215,20 @@ def read_views(
     ix = _index(x, middle[2], shape[2], "x", f"case {case_id!r}")
     sz, sy, sx = (float(v) for v in attrs["spacing_zyx"])
     coords = axis_coordinates(np.asarray(attrs["affine"], dtype=float), shape)
-
-    need_y = iy if "coronal" in planes else None
-    need_x = ix if "sagittal" in planes else None
-    cuts: list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]
-    if need_y is None and need_x is None:
-        cuts = [(np.asarray(a[iz]), None, None) for a in (image, label)]
+    need_y, need_x = (iy if "coronal" in planes else None), (ix if "sagittal" in planes else None)
+    source = _level(group, case_id, level, need_y is not None or need_x is not None)
+    axial_z = iz if "axial" in planes else None
+    if source is None:
+        (image_z, image_y, image_x), (label_z, label_y, label_x) = (
+            _read_cuts(a, axial_z, need_y, need_x) for a in (image, label)
+        )
     else:
-        axial_z = iz if "axial" in planes else None
-        cuts = [_cuts(a, need_y, need_x, axial_z) for a in (image, label)]
-    (image_z, image_y, image_x), (label_z, label_y, label_x) = cuts
-
+        (image_z, image_y, image_x), (label_z, label_y, label_x) = _level_cuts(
+            (image, label), source, axial_z, need_y, need_x
+        )
     views = []
     for name in planes:
+        factor = source[0] if source is not None and name != "axial" else 1
         if name == "axial":
             pair, pixel, index = (image_z, label_z), (sy, sx), iz
         elif name == "coronal":
@@ -223,8 +237,81 @@ def read_views(
             pair, pixel, index = (image_x, label_x), (sz, sy), ix
         assert pair[0] is not None and pair[1] is not None
         position = float(coords[_CUT_AXIS[name]][index])
-        views.append(_view(name, index, position, pair[0], pair[1], pixel))
+        views.append(_view(name, index, position, pair[0], pair[1], pixel, factor))
     return views
+
+
+def _read_cuts(
+    full: zarr.Array, z: int | None, y: int | None, x: int | None
+) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """Slice ``z``, and row ``y`` and column ``x`` of every slice (in one pass by shard)."""
+    if y is None and x is None:
+        return None if z is None else np.asarray(full[z]), None, None
+    return _cuts(full, y, x, z)
+
+
+def _level_cuts(
+    full: tuple[zarr.Array, zarr.Array],
+    source: tuple[int, tuple[zarr.Array, zarr.Array]],
+    z: int | None,
+    y: int | None,
+    x: int | None,
+) -> list[tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]]:
+    """Per array of ``full``: slice ``z`` of it, and row ``y``, column ``x`` from the level.
+
+    The level's row and column (of image and label together: their shard indexes in one
+    round of requests, their chunks in a second) are repeated back to the full grid.
+    """
+    factor, small = source
+    shape = tuple(int(n) for n in full[0].shape)
+    asks = [(a, axis, at) for axis, at in ((1, y), (2, x)) if at is not None for a in (0, 1)]
+    got = read_cuts([(small[a], axis, at // factor) for a, axis, at in asks])
+    cuts = {  # a cut across y runs along x, and the other way round
+        (a, axis): _repeat(cut, factor, shape, 3 - axis)
+        for (a, axis, _), cut in zip(asks, got, strict=True)
+    }
+    return [
+        (
+            None if z is None else np.asarray(full[a][z]),
+            cuts.get((a, 1)),
+            cuts.get((a, 2)),
+        )
+        for a in (0, 1)
+    ]
+
+
+def _level(
+    group: zarr.Group, case_id: str, level: int | None, needed: bool
+) -> tuple[int, tuple[zarr.Array, zarr.Array]] | None:
+    """The factor and ``(image, label)`` arrays the coronal and sagittal cuts come from.
+
+    None for full resolution: asked for (``level=0``), no such cut needed, or (``None``) the
+    case has no 2x level.
+    """
+    if level is not None and (isinstance(level, bool) or level not in (0, *LEVEL_FACTORS)):
+        raise ValueError(f"level must be 0 (full resolution) or one of {LEVEL_FACTORS}: {level!r}")
+    if not needed or level == 0:
+        return None
+    factor = LEVEL_FACTORS[0] if level is None else int(level)
+    arrays = level_arrays(group, factor)
+    if arrays is None:
+        if level is None:
+            return None
+        raise ValueError(
+            f"case {case_id!r} has no {factor}x level; write the levels with "
+            "`ctspine-zarr pyramid STORE`, or ask for level=0 (full resolution)"
+        )
+    return factor, arrays
+
+
+def _repeat(cut: Any, factor: int, shape: tuple[int, ...], keep: int) -> np.ndarray:
+    """A level's 2D cut on ``(z, y or x)`` repeated back to the full-resolution grid.
+
+    ``keep`` is the axis of ``shape`` the cut runs along besides ``z`` (1: y, 2: x).
+    """
+    values = np.asarray(cut)
+    grown = np.repeat(np.repeat(values, factor, axis=0), factor, axis=1)
+    return np.ascontiguousarray(grown[: shape[0], : shape[keep]])
 
 
 def _view(
@@ -234,6 +321,7 @@ def _view(
     image: np.ndarray,
     label: np.ndarray,
     pixel_mm: tuple[float, float],
+    downsample: int = 1,
 ) -> PlaneView:
     """A view of a cut given in stored order (rows and columns increasing with the index)."""
     return PlaneView(
@@ -245,6 +333,7 @@ def _view(
         label=np.ascontiguousarray(np.asarray(label)[::-1, ::-1]),
         pixel_mm=(float(pixel_mm[0]), float(pixel_mm[1])),
         letters=_LETTERS[plane],
+        downsample=int(downsample),
     )
 
 
