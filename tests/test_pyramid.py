@@ -17,6 +17,7 @@ from conftest import CountingStore
 import ctspine_zarr
 from ctspine_zarr.cli import main
 from ctspine_zarr.errors import CaseNotFoundError, StoreError, StoreLockedError
+from ctspine_zarr.io.levels import level_paths
 from ctspine_zarr.io.location import Location
 from ctspine_zarr.schema import image_encoding, label_compressors
 from ctspine_zarr.testing.synthetic import make_volume, write_case, write_split_file
@@ -24,6 +25,9 @@ from ctspine_zarr.write import pyramid
 from ctspine_zarr.write.downsample import build_levels
 from ctspine_zarr.write.lock import WriterLock
 from ctspine_zarr.write.pyramid import add_levels, register_levels
+
+#: Where an ingested case keeps its label levels: datasets 1 and 2 of its OME label image.
+LBL = {f: level_paths(f, label_image=True)[1] for f in (2, 4)}
 
 ODD = "odd"  # random voxels, sizes that no factor divides, ties between labels
 SPINE = "spine"  # a synthetic torso: smooth anatomy to compare pictures
@@ -135,7 +139,7 @@ def test_levels_are_the_block_mean_and_mode(leveled: Path, case: str) -> None:
     for f in (2, 4):
         mean, mode, tied = _reference_ties(image, label, f)
         stored_image = group[f"levels/{f}/image"]
-        stored_label = group[f"levels/{f}/label"]
+        stored_label = group[LBL[f]]
         assert stored_image.dtype == image.dtype and stored_label.dtype == np.uint8
         assert stored_image.shape == tuple(-(-n // f) for n in image.shape)
         np.testing.assert_array_equal(stored_image[...], mean)
@@ -146,7 +150,7 @@ def test_levels_are_the_block_mean_and_mode(leveled: Path, case: str) -> None:
         ties += tied
     assert ties > 0 or case == SPINE
     if case == ODD:  # the lone voxel of 200 wins its blocks: background never outvotes it
-        assert group["levels/2/label"][17, 1, 1] == 200 and group["levels/4/label"][8, 0, 0] == 200
+        assert group[LBL[2]][17, 1, 1] == 200 and group[LBL[4]][8, 0, 0] == 200
 
 
 def test_ties_go_to_the_smaller_label_and_zero_only_to_empty_blocks() -> None:
@@ -222,14 +226,19 @@ def test_a_failed_case_keeps_its_document_and_the_rerun_resumes(
     for case in (ODD, SPINE):
         ours = zarr.open_group(store / "cases" / case, mode="r")
         theirs = zarr.open_group(leveled / "cases" / case, mode="r")
-        for path in ("levels/2/image", "levels/4/label"):
+        for path in ("levels/2/image", LBL[4]):
             np.testing.assert_array_equal(ours[path][...], theirs[path][...])
 
 
 def test_the_case_document_registers_the_levels(leveled: Path, pristine: Path) -> None:
     before = json.loads((pristine / "cases" / ODD / "zarr.json").read_bytes())
     after = json.loads((leveled / "cases" / ODD / "zarr.json").read_bytes())
+    ome = after["attributes"].pop("ome")
+    before_ome = before["attributes"].pop("ome")
     assert after["attributes"] == {**before["attributes"], "levels": [2, 4]}
+    datasets = ome["multiscales"][0]["datasets"]
+    assert datasets[0] == before_ome["multiscales"][0]["datasets"][0]  # level 0 unchanged
+    assert [d["path"] for d in datasets] == ["image", "levels/2/image", "levels/4/image"]
     new = set(after["consolidated_metadata"]["metadata"]) - set(
         before["consolidated_metadata"]["metadata"]
     )
@@ -237,10 +246,10 @@ def test_the_case_document_registers_the_levels(leveled: Path, pristine: Path) -
         "levels",
         "levels/2",
         "levels/2/image",
-        "levels/2/label",
+        LBL[2],
         "levels/4",
         "levels/4/image",
-        "levels/4/label",
+        LBL[4],
     }
     own = json.loads(
         (leveled / "cases" / ODD / "levels" / "2" / "image" / "zarr.json").read_bytes()
@@ -296,11 +305,11 @@ def test_generic_readers_see_the_case_and_its_levels(leveled: Path) -> None:
     assert case["image"].shape == (37, 19, 21)
     assert "levels" not in case.variables
     level = xr.open_zarr(leveled / "cases" / ODD / "levels" / "2")
-    assert set(level.data_vars) == {"image", "label"}
+    assert set(level.data_vars) == {"image"}  # its label level is in the OME label image
     assert level["image"].shape == (19, 10, 11) and level.attrs["downsample"] == 2
     assert level.attrs["spacing_zyx"] == pytest.approx([5.0, 1.6, 1.4])
     group = zarr.open_group(leveled / "cases" / ODD, mode="r")
-    assert group["levels/4/label"].shape == (10, 5, 6)
+    assert group[LBL[4]].shape == (10, 5, 6)
     assert ctspine_zarr.open(leveled).ctspine.volume(ODD)["image"].shape == (37, 19, 21)
 
 
@@ -374,37 +383,8 @@ def test_register_levels_appends_ome_datasets_at_the_centre_of_the_blocks() -> N
     ]
 
 
-def _add_label_image(store: Path, case: str) -> None:
-    """Give a case an OME label image group and an OME block, as an OME-Zarr writer would."""
-    local = zarr.storage.LocalStore(store)
-    prefix = f"cases/{case}"
-    attrs = json.loads((store / "cases" / case / "zarr.json").read_bytes())["attributes"]
-    spacing = attrs["spacing_zyx"]
-    label = zarr.open_group(store / "cases" / case, mode="r")["label"][...]
-    parent = zarr.create_group(
-        local, path=f"{prefix}/labels", attributes={"ome": {"labels": ["vertebrae"]}}
-    )
-    image_label = parent.create_group(
-        "vertebrae", attributes={"ome": {**_ome("0", spacing, [1.0, 2.0, 3.0]), "image-label": {}}}
-    )
-    zero = image_label.create_array(
-        "0", data=label, chunks=(8, 8, 8), dimension_names=("z", "y", "x")
-    )
-    document = json.loads((store / "cases" / case / "zarr.json").read_bytes())
-    document["attributes"]["ome"] = _ome("image", spacing, [1.0, 2.0, 3.0])
-    members = document["consolidated_metadata"]["metadata"]
-    for key in ("labels", "labels/vertebrae"):
-        members[key] = json.loads((store / prefix / key / "zarr.json").read_bytes())
-    members["labels/vertebrae/0"] = json.loads(
-        (store / prefix / "labels/vertebrae/0/zarr.json").read_bytes()
-    )
-    assert zero.shape == label.shape
-    Location.resolve(store).put(f"{prefix}/zarr.json", json.dumps(document).encode())
-
-
 def test_a_label_image_gets_its_levels_as_datasets_1_and_2(pristine: Path, tmp_path: Path) -> None:
-    store = _copy(pristine, tmp_path / "s.zarr")
-    _add_label_image(store, ODD)
+    store = _copy(pristine, tmp_path / "s.zarr")  # an ingest writes the OME label image
     assert add_levels(store, cases=[ODD]).ok
     case = store / "cases" / ODD
     assert not (case / "levels" / "2" / "label").exists()
@@ -417,8 +397,12 @@ def test_a_label_image_gets_its_levels_as_datasets_1_and_2(pristine: Path, tmp_p
     own = json.loads((case / "labels" / "vertebrae" / "zarr.json").read_bytes())
     datasets = own["attributes"]["ome"]["multiscales"][0]["datasets"]
     assert [d["path"] for d in datasets] == ["0", "1", "2"]
+    (scale0,), (origin0,) = (
+        [d["coordinateTransformations"][0]["scale"] for d in datasets[:1]],
+        [d["coordinateTransformations"][1]["translation"] for d in datasets[:1]],
+    )
     assert datasets[1]["coordinateTransformations"][1]["translation"] == pytest.approx(
-        [1 + 1.25, 2 + 0.4, 3 + 0.35]
+        [t + s / 2 for t, s in zip(origin0, scale0, strict=True)]  # the centre of a 2x2x2 block
     )
     document = json.loads((case / "zarr.json").read_bytes())
     members = document["consolidated_metadata"]["metadata"]
@@ -457,7 +441,7 @@ def test_show_reads_the_sagittal_cut_from_the_level(leveled: Path) -> None:
         counting.reads.clear()
         (view,) = read_views(counting, SPINE, plane="sagittal")
         level_keys = _chunk_keys(counting.reads, SPINE)
-        level_reads = [r for r in counting.reads if "/levels/2/" in r[0]]
+        level_reads = [r for r in counting.reads if "/levels/2/" in r[0] or LBL[2] in r[0]]
     finally:
         ctspine_zarr.io.store.forget(counting)
     assert {k.split("/c/")[0] for k in full_keys} == {
@@ -466,7 +450,7 @@ def test_show_reads_the_sagittal_cut_from_the_level(leveled: Path) -> None:
     }
     assert {k.split("/c/")[0] for k in level_keys} == {
         f"cases/{SPINE}/levels/2/image",
-        f"cases/{SPINE}/levels/2/label",
+        f"cases/{SPINE}/{LBL[2]}",
     }
     assert len(level_reads) == 4  # per array: the shard index, then the chunks in one read
     assert (view.downsample, full.downsample) == (2, 1)
@@ -628,7 +612,7 @@ def test_cli_pyramid_exit_codes(
 def test_cli_pyramid_on_a_read_only_http_store_says_so(
     pristine: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from ctspine_zarr.testing.serve import serve_directory
+    from ctspine_zarr.io.serve import serve_directory
 
     with serve_directory(pristine.parent) as server:
         assert main(["pyramid", f"{server.url}/{pristine.name}", "--quiet"]) == 2
@@ -662,9 +646,9 @@ def test_verify_passes_with_levels_and_finds_damaged_ones(leveled: Path, tmp_pat
     data = bytearray(shard.read_bytes())
     data[len(data) // 3] ^= 0xFF
     shard.write_bytes(bytes(data))
-    (store / "cases" / SPINE / "levels" / "4" / "label" / "c" / "0" / "0" / "0").unlink()
+    (store / "cases" / SPINE / LBL[4] / "c" / "0" / "0" / "0").unlink()
     problems = {(p.case_id, p.array, p.kind) for p in ctspine_zarr.verify(store).problems}
-    assert problems == {(ODD, "levels/2/image", "checksum"), (SPINE, "levels/4/label", "missing")}
+    assert problems == {(ODD, "levels/2/image", "checksum"), (SPINE, LBL[4], "missing")}
 
 
 def test_levels_on_s3(leveled: Path, pristine: Path, s3) -> None:  # type: ignore[no-untyped-def]
@@ -695,7 +679,8 @@ def test_the_report_counts_the_bytes_of_the_levels(pristine: Path, tmp_path: Pat
     report = add_levels(store, cases=[SPINE])
     (outcome,) = report.outcomes
     levels = store / "cases" / SPINE / "levels"
-    arrays = [levels / f / name for f in ("2", "4") for name in ("image", "label")]
+    arrays = [levels / f / "image" for f in ("2", "4")]
+    arrays += [store / "cases" / SPINE / LBL[f] for f in (2, 4)]
     on_disk = sum(p.stat().st_size for a in arrays for p in a.rglob("*") if p.is_file())
     assert outcome.level_bytes == on_disk
     assert 0 < outcome.level_bytes < 0.3 * outcome.case_bytes
