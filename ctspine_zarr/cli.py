@@ -202,7 +202,7 @@ def _cmd_cases(args: argparse.Namespace) -> int:
     ds = open_catalogue(args.store, storage_options=_storage_options(args.storage_options))
     table = case_table(ds, split=args.split, source=args.source)
     if args.json:
-        print(table.to_json(orient="records", indent=2))
+        print(json.dumps(json.loads(table.to_json(orient="records")), indent=2))
     elif len(table):
         print(table.to_string(index=False))
     if not len(table):
