@@ -39,8 +39,9 @@ EXIT_ERROR: Final = 2
 #: Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED: Final = 130
 
-#: The commands that write cases, whose Ctrl-C message says how to resume.
-_RESUMABLE: Final = ("ingest", "demo")
+#: The commands whose Ctrl-C message says how to resume (a rerun skips the cases written;
+#: ``demo`` writes its raw tree anew, so its rerun starts over).
+_RESUMABLE: Final = ("ingest",)
 
 
 def exit_codes(problems: str = "") -> str:
@@ -203,7 +204,9 @@ def _interrupted(err: BaseException, command: str, argv: Sequence[str]) -> Expla
             f"interrupted: {err.written} of {err.total} case(s) were written to {err.store} "
             "and are kept",
             EXIT_INTERRUPTED,
-            f"to resume, run the same command again (it skips the cases written): {rerun}",
+            f"to resume, run the same command again (it skips the cases written): {rerun}"
+            if command in _RESUMABLE
+            else "",
         )
     if command in _RESUMABLE:
         return Explained(
