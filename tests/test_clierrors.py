@@ -17,7 +17,7 @@ from ctspine_zarr.clierrors import (
     explain,
 )
 from ctspine_zarr.errors import IngestInterrupted, StoreError, option, use_command_line_names
-from ctspine_zarr.write.stopping import CaseStopped, running, stop
+from ctspine_zarr.write.stopping import CaseStopped, mark_written, running, stop
 
 
 def test_the_package_errors_keep_their_message() -> None:
@@ -107,14 +107,21 @@ def test_stop_waits_for_the_running_cases_of_its_ingest() -> None:
     started.clear()
     other.start()
     started.wait(5)
-    assert stop("run-a", timeout=10) is True
+    assert stop("run-a", timeout=10) == (True, 0)
     assert seen == ["run-a"]  # the other ingest's case runs on
-    assert stop("run-b", timeout=10) is True
+    assert stop("run-b", timeout=10) == (True, 0)
     worker.join(5)
     other.join(5)
     assert seen == ["run-a", "run-b"]
     with pytest.raises(CaseStopped), running("run-a"):
         pass  # a case of a stopped ingest does not start
+
+
+def test_stop_counts_the_cases_its_ingest_wrote() -> None:
+    for _ in range(3):
+        with running("run-d"):
+            mark_written("run-d")
+    assert stop("run-d") == (True, 3)
 
 
 def test_stop_gives_up_on_a_case_that_never_checks() -> None:
@@ -127,6 +134,6 @@ def test_stop_gives_up_on_a_case_that_never_checks() -> None:
     worker = threading.Thread(target=case)
     worker.start()
     time.sleep(0.05)
-    assert stop("run-c", timeout=0.2) is False
+    assert stop("run-c", timeout=0.2) == (False, 0)
     release.set()
     worker.join(5)

@@ -58,7 +58,7 @@ from ..schema import (
     label_compressors,
 )
 from .claim import STAGING, TRASH
-from .stopping import CaseStopped, running
+from .stopping import CaseStopped, mark_written, running
 
 __all__ = [
     "CaseOutcome",
@@ -138,6 +138,7 @@ def ingest_case(
                 encode_threads=encode_threads,
                 checkpoint=checkpoint,
             )
+            mark_written(run)
         outcome.n_slices = int(image.data.shape[0])
         outcome.bytes_in = image.fingerprint.size + label.fingerprint.size
     except CaseStopped as err:

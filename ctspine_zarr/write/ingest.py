@@ -381,8 +381,10 @@ def _run_cases(
         outcomes = run_tasks(tasks, scheduler=scheduler, workers=workers, on_done=done)
         report.outcomes.extend(outcomes)
     except KeyboardInterrupt:
-        stop(run)
-        raise IngestInterrupted(report.store, len(finished), len(todo)) from None
+        # the cases written in this process, counted by themselves (the scheduler may not
+        # have seen the last ones finish); other processes' as the scheduler saw them
+        _, written = stop(run)
+        raise IngestInterrupted(report.store, max(written, len(finished)), len(todo)) from None
     finally:
         bar.close()
 

@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-__all__ = ["CaseStopped", "running", "stop"]
+__all__ = ["CaseStopped", "mark_written", "running", "stop"]
 
 _stopped: set[str] = set()
 _running: collections.Counter[str] = collections.Counter()
+_written: collections.Counter[str] = collections.Counter()
 _changed = threading.Condition()
 
 
@@ -50,7 +51,13 @@ def running(run: str) -> Iterator[Callable[[], None]]:
             _changed.notify_all()
 
 
-def stop(run: str, timeout: float = 60.0) -> bool:
+def mark_written(run: str) -> None:
+    """Count a case of ingest ``run`` as written (switched in) by this process."""
+    with _changed:
+        _written[run] += 1
+
+
+def stop(run: str, timeout: float = 60.0) -> tuple[bool, int]:
     """Ask the cases of ingest ``run`` running in this process to stop, and wait for them.
 
     Parameters
@@ -62,8 +69,9 @@ def stop(run: str, timeout: float = 60.0) -> bool:
 
     Returns
     -------
-    bool
-        Whether every case stopped within ``timeout``.
+    tuple of (bool, int)
+        Whether every case stopped within ``timeout``, and how many cases of ``run`` this
+        process wrote (:func:`mark_written`).
     """
     deadline = time.monotonic() + timeout
     with _changed:
@@ -71,7 +79,7 @@ def stop(run: str, timeout: float = 60.0) -> bool:
         while _running[run] > 0:
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
+                return False, _written[run]
             _changed.wait(left)
         _running.pop(run, None)
-    return True
+        return True, _written.pop(run, 0)
