@@ -488,7 +488,7 @@ _COMMANDS: tuple[Callable[[Any], None], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> cliargs.Parser:
     """Return the argument parser of ``ctspine-zarr``."""
     parser = cliargs.Parser(
         prog="ctspine-zarr",
@@ -498,6 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in _COMMANDS:
         add_command(sub)
+    parser.commands = dict(sub.choices)
     return parser
 
 
@@ -516,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # positionals in groups, so one given after the options comes back unrecognised
         args.out, extra = extra[0], []
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     debug = getattr(args, "debug", False) or os.environ.get("CTSPINE_DEBUG", "") not in ("", "0")
     named = use_command_line_names(True)
     try:

@@ -59,9 +59,13 @@ class Parser(argparse.ArgumentParser):
     takes ``--debug``.
     """
 
+    #: The parsers of the subcommands, by name (``build_parser`` fills it).
+    commands: dict[str, argparse.ArgumentParser]
+
     def __init__(self, *args: Any, problems: str = "", **kwargs: Any) -> None:
         from .clierrors import exit_codes
 
+        self.commands = {}
         kwargs.setdefault("formatter_class", HelpFormatter)
         kwargs.setdefault("epilog", exit_codes(problems))
         super().__init__(*args, **kwargs)

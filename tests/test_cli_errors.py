@@ -104,6 +104,7 @@ def test_bad_values_of_every_kind_are_usage_errors(store: Path, tmp_path: Path) 
         (("serve", store, "--port", "70000"), "--port: must be a TCP port from 0 to 65535"),
         (("stats", store, "--fingerprint-samples", "x"), "--fingerprint-samples: must be 'nnunet'"),
         (("stats", store, "--split", "trian"), "--split: invalid choice: 'trian'"),
+        (("cases", store, "junk", "--bogus"), "cases: error: unrecognized arguments: junk --bogus"),
     ):
         lines = error_lines(cli(*args), str(args[0]))
         assert said in lines[0], lines
