@@ -10,6 +10,7 @@ from ._version import __version__
 from .errors import (
     CaseNotFoundError,
     CTSpineError,
+    IngestInterrupted,
     InvalidCaseError,
     StoreError,
     VertebraNotFoundError,
@@ -23,6 +24,7 @@ from .write.verifyreport import VerifyReport
 __all__ = [
     "CTSpineError",
     "CaseNotFoundError",
+    "IngestInterrupted",
     "IngestReport",
     "InvalidCaseError",
     "StoreError",

@@ -4,47 +4,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import shutil
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from .errors import CTSpineError
+from . import cliargs
+from .clierrors import explain, remotes_of
+from .errors import use_command_line_names
 from .schema import IMAGE_CODEC_CHOICES, SPLITS
 
-
-def _storage_options(text: str | None) -> dict[str, Any] | None:
-    if not text:
-        return None
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SystemExit(f"--storage-options must be a JSON object, but: {err}") from err
-    if not isinstance(options, dict):
-        raise SystemExit(f"--storage-options must be a JSON object, but is {text!r}")
-    return options
-
-
-def _add_output(parser: argparse.ArgumentParser, description: str, *, old_option: bool) -> None:
-    """The output path: the last positional argument of every command that writes files.
-
-    With ``old_option``, ``--out PATH`` (the form ``show`` and ``stats`` took before) is still
-    accepted, hidden from the help, so the positional argument is optional to argparse.
-    """
-    if old_option:
-        parser.add_argument("out", nargs="?", help=description)
-        parser.add_argument("--out", dest="out_option", help=argparse.SUPPRESS)
-    else:
-        parser.add_argument("out", help=description)
-
-
-def _output(args: argparse.Namespace) -> str | None:
-    """The output path of ``args``, from the positional argument or the old ``--out``."""
-    given = {path for path in (args.out, getattr(args, "out_option", None)) if path}
-    if len(given) > 1:
-        raise SystemExit(f"ctspine-zarr {args.command}: error: two output paths: {sorted(given)}")
-    return given.pop() if given else None
+# the helpers every command uses, under the names the commands call them by
+_storage_options, _output = cliargs.storage_options, cliargs.output
+_add_output, _add_location_options = cliargs.add_output, cliargs.add_location_options
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -125,9 +102,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
     out = _output(args)
     if out is None:
-        raise SystemExit(
-            "ctspine-zarr show: error: give the PNG file to write: show STORE CASE OUT.png"
-        )
+        raise ValueError("give the PNG file to write: show STORE CASE OUT.png")
     return _report_written(
         "show",
         lambda: save_case_png(
@@ -162,19 +137,6 @@ def _cmd_pyramid(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _samples_option(text: str) -> int | Literal["nnunet"] | None:
-    if text.lower() == "nnunet":
-        return "nnunet"
-    if text.lower() in ("none", "off", "0"):
-        return None
-    try:
-        return int(text)
-    except ValueError:
-        raise SystemExit(
-            f"--fingerprint-samples must be 'nnunet', a number or 'none', but is {text!r}"
-        ) from None
-
-
 def _cmd_stats(args: argparse.Namespace) -> int:
     """Run ``ctspine-zarr stats`` with parsed ``args``; print a summary; return 0."""
     from .stats import STORE_ATTR, compute_stats
@@ -188,7 +150,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         workers=args.workers,
         progress=not args.quiet,
-        fingerprint_samples=_samples_option(str(args.fingerprint_samples)),
+        fingerprint_samples=args.fingerprint_samples,
         fingerprint_seed=args.seed,
     )
     print(result.describe())
@@ -235,8 +197,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(report.summary())
     print("3/3 the catalogue")
     print(describe(open_catalogue(store), location=str(store)))
-    print(f"\nopen it with:  xr.open_zarr({str(store)!r}).ctspine")
+    print(f"\nlist its cases:  ctspine-zarr cases {shlex.quote(str(store.absolute()))}")
+    print(f"open it in Python:  {_python_snippet(store.absolute())}")
     return 0 if report.ok else 1
+
+
+def _python_snippet(store: Path) -> str:
+    """A command line that opens ``store`` in this Python and prints its case ids."""
+    code = (
+        f"import ctspine_zarr; ds = ctspine_zarr.open({json.dumps(str(store))}); "
+        "print(ds.ctspine.case_ids())"
+    )
+    found = shutil.which("python")
+    same = found is not None and os.path.realpath(found) == os.path.realpath(sys.executable)
+    python = "python" if same else shlex.quote(sys.executable)
+    return f"{python} -c {shlex.quote(code)}"
+
+
+def _cmd_cases(args: argparse.Namespace) -> int:
+    from .info import case_table
+    from .io.store import open_catalogue
+
+    ds = open_catalogue(args.store, storage_options=_storage_options(args.storage_options))
+    table = case_table(ds, split=args.split, source=args.source)
+    if args.json:
+        print(json.dumps(json.loads(table.to_json(orient="records")), indent=2))
+    elif len(table):
+        print(table.to_string(index=False))
+    if not len(table):
+        print(f"no case matches (the store holds {ds.sizes.get('case', 0)})", file=sys.stderr)
+    return 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -274,37 +264,24 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_location_options(
-    parser: argparse.ArgumentParser, *, raw: bool = False, quiet: bool = False
-) -> None:
-    """Add ``--storage-options`` (and ``--raw-storage-options``, ``--quiet``) to ``parser``."""
-    parser.add_argument("--storage-options", help="fsspec options for STORE, as JSON")
-    if raw:
-        parser.add_argument("--raw-storage-options", help="fsspec options for RAW, as JSON")
-    if quiet:
-        parser.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
 def _add_ingest(sub: Any) -> None:
     p = sub.add_parser(
         "ingest",
         help="rewrite a raw CTSpine1K tree into a Zarr store",
-        description="Rewrite a raw CTSpine1K tree into a Zarr store. Exit codes: 0 every case "
-        "stored, 1 some cases refused or failed (the others stored), 2 nothing done (bad "
-        "location, another ingest running, bad arguments).",
+        description="Rewrite a raw CTSpine1K tree into a Zarr store. A rerun resumes: it "
+        "skips the cases already stored and unchanged.",
+        problems="some cases were refused or failed (the others are stored)",
     )
     p.add_argument("raw", help="folder (or URL) holding rawdata/ and metadata/")
     p.add_argument("store", help="path or fsspec URL of the store")
-    p.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="cases at a time, and threads of their shared encoder (default: CPUs)",
+    cliargs.add_workers(
+        p, "cases at a time, and threads of their shared encoder (default: the CPUs)"
     )
     p.add_argument(
         "--scheduler",
         default="threads",
-        help="threads (default), processes or sync for a local dask scheduler; a scheduler "
+        type=cliargs.scheduler,
+        help="threads, processes or sync for a local dask scheduler; a scheduler "
         "address (tcp://host:8786) to run the cases on an existing dask.distributed cluster",
     )
     p.add_argument(
@@ -339,38 +316,92 @@ def _add_ingest(sub: Any) -> None:
 
 
 def _add_info(sub: Any) -> None:
-    p = sub.add_parser("info", help="print the catalogue summary of a store")
-    p.add_argument("store")
+    p = sub.add_parser(
+        "info",
+        help="print the catalogue summary of a store",
+        description="Print the catalogue summary of a store: cases per split and source, "
+        "slices, spacing, vertebrae, codecs. The case ids: ctspine-zarr cases STORE.",
+    )
+    p.add_argument("store", help="path or fsspec URL of the store")
     _add_location_options(p)
     p.set_defaults(func=_cmd_info)
 
 
+def _add_cases(sub: Any) -> None:
+    p = sub.add_parser(
+        "cases",
+        help="list the case ids with split, source, slices and vertebrae",
+        description="List the cases of a store, one per line: id, split, source, slices, "
+        "the range of vertebrae present (C3-L5) and how many. Reads the catalogue only.",
+    )
+    p.add_argument("store", help="path or fsspec URL of the store")
+    p.add_argument(
+        "--split",
+        action="append",
+        choices=SPLITS,
+        help="only the cases of this split (repeatable; default: every case)",
+    )
+    p.add_argument(
+        "--source",
+        action="append",
+        help="only the cases of this source, e.g. COLONOG (repeatable; default: every case)",
+    )
+    p.add_argument("--json", action="store_true", help="print a JSON array of records")
+    _add_location_options(p)
+    p.set_defaults(func=_cmd_cases)
+
+
 def _add_export(sub: Any) -> None:
-    p = sub.add_parser("export", help="write a case back to NIfTI with its original header")
-    p.add_argument("store")
-    p.add_argument("case")
-    _add_output(p, "output .nii or .nii.gz path", old_option=False)
+    p = sub.add_parser(
+        "export",
+        help="write a case back to NIfTI with its original header",
+        description="Write a case's image (or label map) back to the NIfTI file it was "
+        "ingested from: the original header, voxel order and values.",
+    )
+    p.add_argument("store", help="path or fsspec URL of the store")
+    p.add_argument("case", help="case id (ctspine-zarr cases STORE lists them)")
+    _add_output(p, "output .nii or .nii.gz path (its folder must exist)", old_option=False)
     p.add_argument("--label", action="store_true", help="export the label map, not the image")
     _add_location_options(p)
     p.set_defaults(func=_cmd_export)
 
 
 def _add_verify(sub: Any) -> None:
-    p = sub.add_parser("verify", help="check every chunk, the metadata and the catalogue")
-    p.add_argument("store")
-    p.add_argument("--against", metavar="RAW", help="also compare every case with its source")
+    p = sub.add_parser(
+        "verify",
+        help="check every chunk, the metadata and the catalogue",
+        description="Check every chunk's checksum, the metadata and the catalogue of a "
+        "store (and, with --against, every case against its source files).",
+        problems="problems were found (listed on stdout)",
+    )
+    p.add_argument("store", help="path or fsspec URL of the store")
+    p.add_argument(
+        "--against",
+        metavar="RAW",
+        help="also compare every case with its source files in RAW (default: the store only)",
+    )
     _add_location_options(p, raw=True, quiet=True)
     p.set_defaults(func=_cmd_verify)
 
 
 def _add_show(sub: Any) -> None:
-    p = sub.add_parser("show", help="write a quick-look PNG of a case: planes, labels, legend")
-    p.add_argument("store")
-    p.add_argument("case")
+    p = sub.add_parser(
+        "show",
+        help="write a quick-look PNG of a case: planes, labels, legend",
+        description="Write a quick-look PNG of a case: axial, coronal and sagittal planes "
+        "with the vertebra labels in their colours and a legend.",
+    )
+    p.add_argument("store", help="path or fsspec URL of the store")
+    p.add_argument("case", help="case id (ctspine-zarr cases STORE lists them)")
     p.add_argument(
         "--z", type=int, metavar="K", help="axial slice (default: middle of the labelled slices)"
     )
-    p.add_argument("--plane", choices=("axial", "coronal", "sagittal", "all"), default="all")
+    p.add_argument(
+        "--plane",
+        choices=("axial", "coronal", "sagittal", "all"),
+        default="all",
+        help="the plane(s) to draw",
+    )
     p.add_argument(
         "--window", default="bone", help="bone (W 1800, L 400), soft (W 400, L 40) or W,L in HU"
     )
@@ -391,90 +422,73 @@ def _add_pyramid(sub: Any) -> None:
         help="write 2x and 4x downsampled levels of every case (for browsing)",
         description="Write 2x and 4x downsampled levels (image by block mean, labels by block "
         "mode, 64^3 chunks) of every complete case that lacks them; a rerun writes only what "
-        "is missing. Exit codes: 0 every case has its levels, 1 some cases failed (the others "
-        "have them), 2 nothing done (not a ctspine store, an unknown case, another writer).",
+        "is missing.",
+        problems="some cases failed (the others have their levels)",
     )
     p.add_argument("store", help="path or fsspec URL of the store")
     p.add_argument("--case", action="append", dest="cases", help="only this case (repeatable)")
-    p.add_argument("--workers", type=int, default=None, help="cases at a time (default: the CPUs)")
+    cliargs.add_workers(p, "cases at a time (default: the CPUs)")
     _add_location_options(p, quiet=True)
     p.set_defaults(func=_cmd_pyramid)
 
 
-def _stats_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the arguments of ``ctspine-zarr stats`` to ``parser``."""
-    from .stats import NNUNET_SEED
-
-    parser.add_argument("store", help="path or fsspec URL of the store")
-    _add_output(
-        parser,
-        "folder for vertebrae.parquet, cases.parquet, fingerprint.json, summary.json, "
-        "hu_histograms.parquet and the PNG plots (default: print the summary only)",
-        old_option=True,
-    )
-    parser.add_argument(
-        "--split",
-        action="append",
-        choices=SPLITS,
-        help="only cases of this split (repeatable; default: every case)",
-    )
-    parser.add_argument("--case", action="append", dest="cases", help="only this case (repeatable)")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="tasks at a time on this machine: threads, processes or LocalCluster workers "
-        "(default: the CPUs)",
-    )
-    parser.add_argument(
-        "--scheduler",
-        default="threads",
-        help="threads (default), processes, sync, distributed (a new LocalCluster of "
-        "--workers processes), or the address of a dask.distributed scheduler "
-        "(tcp://host:8786)",
-    )
-    parser.add_argument(
-        "--fingerprint-samples",
-        default="nnunet",
-        help="nnU-Net sampled fingerprint: 'nnunet' (10e7 // cases per case, the default), "
-        "a number per case, or 'none'",
-    )
-    parser.add_argument("--seed", type=int, default=NNUNET_SEED, help="nnU-Net sampling seed")
-    parser.add_argument(
-        "--write-to-store",
-        action="store_true",
-        help="also record the results in the store's root attrs (key 'stats')",
-    )
-    parser.add_argument("--no-plots", action="store_true", help="write no PNG plots")
-    _add_location_options(parser, quiet=True)
-
-
 def _add_stats(sub: Any) -> None:
     p = sub.add_parser(
-        "stats", help="per-vertebra and per-case statistics, split summaries, HU fingerprint"
+        "stats",
+        help="per-vertebra and per-case statistics, split summaries, HU fingerprint",
+        description="Compute per-vertebra and per-case statistics, split summaries and the "
+        "HU fingerprint in one dask graph; print a summary, and write tables and plots to "
+        "OUT.",
     )
-    _stats_arguments(p)
+    cliargs.stats_arguments(p)
     p.set_defaults(func=_cmd_stats)
 
 
 def _add_synth(sub: Any) -> None:
-    p = sub.add_parser("synth", help="write a CTSpine1K-like raw tree")
-    p.add_argument("dir")
-    p.add_argument("--cases", type=int, default=6)
-    p.add_argument("--shape", type=int, nargs=2, default=(512, 512), metavar=("Y", "X"))
-    p.add_argument("--slices", type=int, nargs=2, default=(40, 120), metavar=("MIN", "MAX"))
-    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser(
+        "synth",
+        help="write a CTSpine1K-like raw tree",
+        description="Write a raw tree laid out as CTSpine1K's (rawdata/, metadata/ with "
+        "the split file) with synthetic spine CT cases, for trying and testing.",
+    )
+    p.add_argument("dir", help="folder to write the raw tree into")
+    p.add_argument("--cases", type=cliargs.positive_int, default=6, help="number of cases")
+    p.add_argument(
+        "--shape",
+        type=cliargs.positive_int,
+        nargs=2,
+        default=(512, 512),
+        metavar=("Y", "X"),
+        help="in-plane size of every case, in voxels",
+    )
+    p.add_argument(
+        "--slices",
+        type=cliargs.positive_int,
+        nargs=2,
+        default=(40, 120),
+        metavar=("MIN", "MAX"),
+        help="range of the number of axial slices per case",
+    )
+    p.add_argument("--seed", type=cliargs.seed, default=0, help="random seed of the cases")
     p.set_defaults(func=_cmd_synth)
 
 
 def _add_demo(sub: Any) -> None:
-    p = sub.add_parser("demo", help="synthesise a raw tree, ingest it and print the catalogue")
+    p = sub.add_parser(
+        "demo",
+        help="synthesise a raw tree, ingest it and print the catalogue",
+        description="Synthesise a small CTSpine1K-like raw tree, ingest it and print the "
+        "catalogue, then how to list its cases and open it in Python.",
+        problems="some cases were refused or failed",
+    )
     p.add_argument("dir", nargs="?", help="working folder (default: a new temporary one)")
-    p.add_argument("--cases", type=int, default=6)
-    p.add_argument("--size", type=int, default=256, help="in-plane size of the cases")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--cases", type=cliargs.positive_int, default=6, help="number of cases")
+    p.add_argument(
+        "--size", type=cliargs.positive_int, default=256, help="in-plane size of the cases"
+    )
+    p.add_argument("--seed", type=cliargs.seed, default=0, help="random seed of the cases")
+    cliargs.add_workers(p, "cases ingested at a time (default: the CPUs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=_cmd_demo)
 
 
@@ -486,14 +500,15 @@ def _add_serve(sub: Any) -> None:
         "CORS headers browser viewers need, until Ctrl-C. The store's root is the server's "
         "root: ctspine_zarr.open('http://HOST:PORT/'), and neuroglancer opens a case's image "
         "as zarr3://http://HOST:PORT/cases/<id>/image/.",
+        epilog="exit status: 0 stopped by Ctrl-C; 2 an error stopped it (the store or the "
+        "port: one line on stderr says which; --debug shows the traceback).",
     )
     p.add_argument("store", help="local folder of the store")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0: a free one)")
+    p.add_argument("--port", type=cliargs.port, default=8000, help="TCP port (0: a free one)")
     p.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to listen on (default 127.0.0.1, this machine only; 0.0.0.0: every "
-        "interface)",
+        help="address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface)",
     )
     p.add_argument("--log", action="store_true", help="log every request to stderr")
     p.set_defaults(func=_cmd_serve)
@@ -503,6 +518,7 @@ def _add_serve(sub: Any) -> None:
 _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_ingest,
     _add_info,
+    _add_cases,
     _add_export,
     _add_verify,
     _add_show,
@@ -514,19 +530,28 @@ _COMMANDS: tuple[Callable[[Any], None], ...] = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> cliargs.Parser:
     """Return the argument parser of ``ctspine-zarr``."""
-    parser = argparse.ArgumentParser(
-        prog="ctspine-zarr", description="CTSpine1K as a cloud-ready, slice-chunked Zarr store."
+    parser = cliargs.Parser(
+        prog="ctspine-zarr",
+        description="CTSpine1K as a cloud-ready, slice-chunked Zarr store.",
+        problems="the command found problems (see each command's --help)",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add_command in _COMMANDS:
         add_command(sub)
+    parser.commands = dict(sub.choices)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``ctspine-zarr`` with ``argv`` (default: the command line); return the exit code."""
+    """Run ``ctspine-zarr`` with ``argv`` (default: the command line); return the exit code.
+
+    Every error is one line on stderr (two with a hint) and an exit code (2; 130 for
+    Ctrl-C): see :mod:`ctspine_zarr.clierrors`. ``--debug`` or ``CTSPINE_DEBUG=1`` shows
+    the traceback instead.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if getattr(args, "out", "") is None and len(extra) == 1 and not extra[0].startswith("-"):
@@ -534,12 +559,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         # positionals in groups, so one given after the options comes back unrecognised
         args.out, extra = extra[0], []
     if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
+    debug = getattr(args, "debug", False) or os.environ.get("CTSPINE_DEBUG", "") not in ("", "0")
+    named = use_command_line_names(True)
     try:
         return int(args.func(args))
-    except (CTSpineError, FileNotFoundError) as err:
-        print(f"ctspine-zarr {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (Exception, KeyboardInterrupt) as err:
+        explained = explain(err, command=args.command, argv=argv, remotes=remotes_of(args))
+        if debug:
+            traceback.print_exc()
+        for line in explained.lines(args.command):
+            print(line, file=sys.stderr)
+        return explained.code
+    finally:
+        use_command_line_names(named)
 
 
 if __name__ == "__main__":

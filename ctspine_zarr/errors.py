@@ -4,6 +4,36 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
+
+#: Whether messages name options as command-line flags (set by ``ctspine-zarr`` while it runs).
+_COMMAND_LINE = False
+
+
+def use_command_line_names(on: bool) -> bool:
+    """Name options in messages as flags (``--force-clear``) or keywords; return the old value.
+
+    The command line turns it on while a command runs, so that its errors name the flags the
+    user can type; the library names its keyword arguments.
+    """
+    global _COMMAND_LINE
+    old, _COMMAND_LINE = _COMMAND_LINE, on
+    return old
+
+
+def option(name: str, value: Any = True) -> str:
+    """How a user passes option ``name``: ``--force-clear`` or ``force_clear=True``.
+
+    Parameters
+    ----------
+    name
+        The keyword argument (``force_clear``); its flag is the same with dashes.
+    value
+        The value to show in the keyword form; ``None`` shows the name alone.
+    """
+    if _COMMAND_LINE:
+        return "--" + name.replace("_", "-")
+    return name if value is None else f"{name}={value!r}"
 
 
 def printable(text: str) -> str:
@@ -90,3 +120,28 @@ class DamagedStoreError(StoreError):
     The message names the case, the array and the slice; ``ctspine-zarr ingest`` (with
     ``--repair`` for a full check) rewrites what is damaged.
     """
+
+
+class IngestInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an ingest: the cases it finished are kept, and a rerun resumes.
+
+    A :class:`KeyboardInterrupt` (so it stops whatever runs the ingest), with what was saved.
+
+    Parameters
+    ----------
+    store
+        The store being written.
+    written
+        Cases written and kept before the interruption.
+    total
+        Cases this ingest had to write.
+    """
+
+    def __init__(self, store: str, written: int, total: int) -> None:
+        self.store = store
+        self.written = written
+        self.total = total
+        super().__init__(
+            f"interrupted: {written} of {total} case(s) were written to {store} and are kept; "
+            "a rerun skips them"
+        )

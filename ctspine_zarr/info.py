@@ -1,15 +1,21 @@
-"""A short text summary of a catalogue: counts per split and source, sizes, vertebrae."""
+"""A short text summary of a catalogue (counts per split and source, sizes, vertebrae), and
+the table of its cases ``ctspine-zarr cases`` prints."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .schema import CASE_DIM
-from .vertebrae import VERTEBRA_NAMES
+from .schema import CASE_DIM, SPLITS
+from .vertebrae import ANATOMICAL_ORDER, VERTEBRA_NAMES
 
-__all__ = ["describe"]
+__all__ = ["CASE_COLUMNS", "case_table", "describe"]
+
+#: The columns of :func:`case_table`.
+CASE_COLUMNS = ("case", "split", "source", "slices", "vertebrae", "n_vertebrae")
 
 
 def describe(ds: xr.Dataset, *, location: str = "") -> str:
@@ -74,3 +80,72 @@ def describe(ds: xr.Dataset, *, location: str = "") -> str:
 
 def _span(values: xr.DataArray) -> str:
     return f"{float(values.min()):.2f} to {float(values.max()):.2f}"
+
+
+def case_table(
+    ds: xr.Dataset,
+    *,
+    split: str | Sequence[str] | None = None,
+    source: str | Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Return one row per case of a catalogue: id, split, source, slices, vertebrae.
+
+    Reads the catalogue only (no case group). ``vertebrae`` is the range of the vertebrae
+    present, cranio-caudally (``"C3-L5"``; empty for a case without any), ``n_vertebrae``
+    how many of them there are.
+
+    Parameters
+    ----------
+    ds
+        A catalogue (``ctspine_zarr.open`` or ``xr.open_zarr``).
+    split, source
+        Only the cases of this split or source (or of any of these); default: every case.
+
+    Raises
+    ------
+    ValueError
+        For a split or source the catalogue does not know; the message names the known ones.
+    """
+    ids = [str(c) for c in ds[CASE_DIM].values]
+    table = pd.DataFrame(
+        {
+            "case": ids,
+            "split": [str(v) for v in ds["split"].values],
+            "source": [str(v) for v in ds["source"].values],
+            "slices": np.asarray(ds["n_slices"].values, dtype=np.int64),
+            "vertebrae": _ranges(ds),
+            "n_vertebrae": np.asarray(ds["has_vertebra"].values).sum(axis=1).astype(np.int64),
+        },
+        columns=list(CASE_COLUMNS),
+    )
+    for column, wanted, known in (
+        ("split", split, SPLITS),
+        ("source", source, sorted(set(table["source"]))),
+    ):
+        if wanted is None:
+            continue
+        chosen = [wanted] if isinstance(wanted, str) else list(wanted)
+        unknown = sorted(set(chosen) - set(known))
+        if unknown:
+            raise ValueError(
+                f"{column} {', '.join(map(repr, unknown))} is not one of the store's: "
+                f"{', '.join(known) or 'none'}"
+            )
+        table = table[table[column].isin(chosen)]
+    return table.reset_index(drop=True)
+
+
+def _ranges(ds: xr.Dataset) -> list[str]:
+    """Per case: the first and last vertebra present, cranio-caudally (``"C3-L5"``)."""
+    labels = [int(v) for v in ds["vertebra"].values]
+    present = np.asarray(ds["has_vertebra"].values, dtype=bool)
+    rank = {label: i for i, label in enumerate(ANATOMICAL_ORDER)}
+    order = sorted(range(len(labels)), key=lambda i: rank.get(labels[i], len(rank) + labels[i]))
+    ranges = []
+    for row in present:
+        found = [VERTEBRA_NAMES.get(labels[i], str(labels[i])) for i in order if row[i]]
+        if len(found) > 1:
+            ranges.append(f"{found[0]}-{found[-1]}")
+        else:
+            ranges.append(found[0] if found else "")
+    return ranges

@@ -14,7 +14,7 @@ Ingest and statistics run their tasks through :func:`run_tasks`, so ``scheduler`
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Final
 
 import dask
@@ -68,6 +68,7 @@ def run_tasks(
     scheduler: Any = "threads",
     workers: int | None = None,
     on_done: Callable[[], None] | None = None,
+    progress_keys: Collection[Any] | None = None,
 ) -> list[Any]:
     """Compute dask ``tasks`` (delayed objects) and return their results in order.
 
@@ -83,6 +84,9 @@ def run_tasks(
         Tasks at a time on this machine (see the module docstring).
     on_done
         Called once per finished task (progress).
+    progress_keys
+        On a local scheduler, call ``on_done`` when these keys finish instead (steps
+        within the tasks, for a finer progress bar); on a cluster only the tasks are seen.
 
     Returns
     -------
@@ -93,7 +97,8 @@ def run_tasks(
     if not tasks:
         return []
     if is_local(scheduler):
-        return _run_local(tasks, scheduler, check_workers(workers), on_done)
+        keys = set(progress_keys) if progress_keys is not None else {t.key for t in tasks}
+        return _run_local(tasks, scheduler, check_workers(workers), on_done, keys)
     if scheduler == "distributed":
         from distributed import Client, LocalCluster
 
@@ -112,11 +117,13 @@ def run_tasks(
 
 
 def _run_local(
-    tasks: Sequence[Any], scheduler: str, workers: int, on_done: Callable[[], None] | None
+    tasks: Sequence[Any],
+    scheduler: str,
+    workers: int,
+    on_done: Callable[[], None] | None,
+    keys: set[Any],
 ) -> list[Any]:
     from dask.callbacks import Callback
-
-    keys = {task.key for task in tasks}
 
     class _Done(Callback):
         def _posttask(self, key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:

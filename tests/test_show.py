@@ -299,10 +299,12 @@ def test_cli_show_takes_the_output_last_and_still_the_old_out_option(
     old = tmp_path / "old.png"
     assert main(["show", str(store), case, "--plane", "axial", "--out", str(old)]) == 0
     assert imread(old).shape[2] in (3, 4)
-    with pytest.raises(SystemExit, match="give the PNG file to write"):
-        main(["show", str(store), case])
-    with pytest.raises(SystemExit, match="two output paths"):
-        main(["show", str(store), case, str(tmp_path / "a.png"), "--out", str(old)])
+    capsys.readouterr()
+    assert main(["show", str(store), case]) == 2
+    assert "ctspine-zarr show: error: give the PNG file to write" in capsys.readouterr().err
+    assert main(["show", str(store), case, str(tmp_path / "a.png"), "--out", str(old)]) == 2
+    assert "error: two output paths" in capsys.readouterr().err
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_accessor_plot_is_plot_case(store: Path) -> None:

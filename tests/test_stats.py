@@ -24,7 +24,8 @@ from hypothesis.extra import numpy as hnp
 
 import ctspine_zarr
 from ctspine_zarr import stats as S
-from ctspine_zarr.cli import _cmd_stats, _stats_arguments
+from ctspine_zarr.cli import _cmd_stats
+from ctspine_zarr.cliargs import stats_arguments
 from ctspine_zarr.io.store import case_group, open_root
 from ctspine_zarr.stats.cases import _RANK, _CaseMeta, finalize_case
 from ctspine_zarr.stats.kernels import _DRAW_CHUNK
@@ -565,7 +566,7 @@ def test_write_to_store_keeps_the_other_attrs(
 
 def test_command_line(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     parser = argparse.ArgumentParser()
-    _stats_arguments(parser)
+    stats_arguments(parser)
     copy = tmp_path / "copy.zarr"
     shutil.copytree(store, copy)
     out = tmp_path / "stats"

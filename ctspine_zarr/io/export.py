@@ -164,7 +164,11 @@ def _write(path: pathlib.Path, parts: Iterable[bytes], *, compresslevel: int) ->
     hidden file next to it (created with the umask's permissions) renamed at the end."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
     try:
-        with open(tmp, "xb") as handle:
+        handle = open(tmp, "xb")  # noqa: SIM115 - closed below; an error names the user's path
+    except OSError as err:
+        raise type(err)(err.errno, err.strerror, os.fspath(path)) from None
+    try:
+        with handle:
             out: io.BufferedIOBase = handle
             if path.name.endswith(".gz"):
                 out = gzip.GzipFile(
@@ -232,10 +236,16 @@ def to_nifti(
         When the case is an unfinished write or its stored header does not fit its voxels.
     ValueError
         When ``path`` does not end in ``.nii`` or ``.nii.gz``.
+    FileNotFoundError
+        When the folder of ``path`` does not exist.
     """
     out_path = pathlib.Path(os.fspath(path))
     if not out_path.name.endswith((".nii", ".nii.gz")):
         raise ValueError(f"{out_path}: the file name must end in .nii or .nii.gz")
+    if not out_path.parent.is_dir():
+        raise FileNotFoundError(
+            f"{out_path}: no folder {out_path.parent} to write it into (create it first)"
+        )
     group = case_group(location, case_id, storage_options=storage_options)
     if group.attrs.get(COMPLETE_KEY) is not True:
         raise StoreError(f"case {case_id!r} is an unfinished write; ingest it again")

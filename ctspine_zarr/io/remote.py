@@ -41,7 +41,7 @@ from fsspec.implementations.http import HTTPFileSystem
 from zarr.abc.store import ByteRequest
 
 from ..compat import http_internals
-from ..errors import StoreError
+from ..errors import StoreError, option
 
 if TYPE_CHECKING:  # annotations only: zarr's buffer types live in a private module
     from zarr.core.buffer import Buffer, BufferPrototype
@@ -438,7 +438,7 @@ class RemoteStore(zarr.storage.FsspecStore):
         detail = str(err) or type(err).__name__
         return RemoteTimeoutError(
             f"{where}: no answer from the server ({detail}); it is stalled or unreachable "
-            f"(limits: {self.limits}; set them in storage_options)"
+            f"(limits: {self.limits}; set them in {option('storage_options', None)})"
         )
 
     async def get(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -61,7 +62,13 @@ if hasattr(os, "register_at_fork"):  # POSIX only; Windows has no fork
     os.register_at_fork(after_in_child=_forget_pools)
 
 
-def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> list[int]:
+def write_array(
+    array: zarr.Array,
+    data: np.ndarray,
+    *,
+    threads: int = 1,
+    before_shard: Callable[[], None] | None = None,
+) -> list[int]:
     """Write ``data`` (the array's full shape) into ``array``, one shard at a time.
 
     Parameters
@@ -73,6 +80,9 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> lis
     threads
         Size of the shared :func:`encode_pool` that encodes the slices (Blosc and CRC32C
         release the GIL); 1 encodes them in the calling thread.
+    before_shard
+        Called before each shard is encoded (it may raise to stop the write, as an
+        interrupted ingest does).
 
     Returns
     -------
@@ -88,6 +98,8 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> lis
         layout = None
     writes_empty = bool(getattr(array.async_array.config, "write_empty_chunks", False))
     if layout is None or not layout.index_at_end or not writes_empty or data.shape[0] == 0:
+        if before_shard is not None:
+            before_shard()
         array[...] = data  # zarr leaves out chunks equal to the fill value: its own path
         return []
     values = np.asarray(data, dtype=array.dtype)
@@ -100,6 +112,8 @@ def write_array(array: zarr.Array, data: np.ndarray, *, threads: int = 1) -> lis
     mapper = map if threads <= 1 else encode_pool(threads).map
     checksums = []
     for shard in range(0, (n_z + shard_z - 1) // shard_z):
+        if before_shard is not None:
+            before_shard()
         z0, z1 = shard * shard_z, min((shard + 1) * shard_z, n_z)
         chunks = list(mapper(encode, range(z0, z1)))
         body = layout.index.assemble(chunks)  # the index at the end (checked above)

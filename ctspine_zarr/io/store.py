@@ -130,6 +130,9 @@ def open_root(
     try:
         group = zarr.open_group(store, mode="r", zarr_format=3, use_consolidated=True)
     except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+        if isinstance(location, str | os.PathLike) and not is_url(location):
+            if Path(location).is_file():
+                raise StoreError(f"{location}: a file, not a store (a store is a folder)") from err
         raise StoreError(f"{location}: no Zarr v3 store there") from err
     except json.JSONDecodeError:
         raise DamagedStoreError(

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from ..parallel import progress_bar, run_tasks
+from ..parallel import is_local, progress_bar, run_tasks
 from .cases import _Group
 from .graph import StatsGraph, build_graph
 from .kernels import NNUNET_SEED, NNUNET_TOTAL_SAMPLES
@@ -22,10 +22,16 @@ def _run(
     graph: StatsGraph, scheduler: SchedulerLike, workers: int | None, progress: bool
 ) -> dict[str, _Group]:
     names = list(graph.groups)
-    bar = progress_bar(len(names), desc="stats", unit="group", enabled=progress)
+    # a step per case on this machine; on a cluster only the splits' results are seen
+    local = is_local(scheduler)
+    steps = [case.key for case in graph.cases] if local else None
+    total, unit = (len(graph.cases), "case") if local else (len(names), "split")
+    bar = progress_bar(total, desc="stats", unit=unit, enabled=progress)
     try:
         tasks = [graph.groups[n] for n in names]
-        results = run_tasks(tasks, scheduler=scheduler, workers=workers, on_done=bar.update)
+        results = run_tasks(
+            tasks, scheduler=scheduler, workers=workers, on_done=bar.update, progress_keys=steps
+        )
     finally:
         bar.close()
     return dict(zip(names, results, strict=True))
@@ -66,7 +72,7 @@ def compute_stats(
         Tasks at a time on this machine (threads, processes or cluster workers; default: the
         CPUs); see :mod:`ctspine_zarr.parallel`.
     progress
-        Show a progress bar on stderr (per group of cases).
+        Show a progress bar on stderr: a step per case (on a cluster, per split).
     fingerprint_samples
         The nnU-Net sampled fingerprint: ``"nnunet"`` draws ``int(fingerprint_total //
         n_cases)`` foreground voxels per case (``n_cases`` of the group), an int that many per
@@ -105,4 +111,5 @@ def compute_stats(
         os.fspath(location) if isinstance(location, str | os.PathLike) else repr(location)
     )
     stats.info["split"] = split
+    stats.info["cases"] = list(cases) if cases is not None else None
     return stats

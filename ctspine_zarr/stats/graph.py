@@ -49,6 +49,8 @@ class StatsGraph:
     ----------
     groups
         One delayed result per split (merged over its cases).
+    cases
+        One delayed result per case (what the groups merge), in the order of ``metas``.
     metas
         Per case: id, split, source, shape, spacing, affine and image dtype.
     samples
@@ -60,6 +62,7 @@ class StatsGraph:
     """
 
     groups: dict[str, Delayed]
+    cases: list[Delayed]
     metas: list[_CaseMeta]
     samples: dict[str, int]
     seed: int
@@ -226,7 +229,7 @@ def build_graph(
         )
         for name, members in by_split.items()
     }
-    return StatsGraph(groups, metas, samples, fingerprint_seed, n_blocks)
+    return StatsGraph(groups, results, metas, samples, fingerprint_seed, n_blocks)
 
 
 def _samples_per_case(

@@ -170,6 +170,18 @@ class DatasetStats:
                 )
         return "\n".join(lines)
 
+    @property
+    def selection(self) -> str:
+        """The cases these statistics cover, in words: ``"all 6 cases"``, ``"split train: 3
+        cases"``, ``"2 chosen cases"`` (for plot titles)."""
+        n = len(self.cases)
+        split, chosen = self.info.get("split"), self.info.get("cases")
+        counted = f"{n} case" if n == 1 else f"{n} cases"
+        if split:
+            names = [split] if isinstance(split, str) else list(split)
+            return f"split {', '.join(names)}: {counted}" + (" chosen" if chosen else "")
+        return f"{counted} chosen" if chosen else f"all {counted}"
+
     def histogram_table(self) -> pd.DataFrame:
         """Return the per-label HU histograms as a long table ``label, name, hu, voxels``."""
         frames = [

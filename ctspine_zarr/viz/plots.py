@@ -54,15 +54,24 @@ def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def _save(fig: Figure, path: str | os.PathLike, title: str) -> Path:
+    """Save ``fig`` as a PNG whose ``Title`` text chunk is ``title`` (what it shows)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=110)
+    fig.savefig(target, dpi=110, metadata={"Title": title})
     return target
 
 
+def _titled(title: str, selection: str) -> str:
+    return f"{title} ({selection})" if selection else title
+
+
 def plot_hu_histograms(
-    histograms: Mapping[int, Histogram], path: str | os.PathLike, *, bin_width: int = 10
+    histograms: Mapping[int, Histogram],
+    path: str | os.PathLike,
+    *,
+    bin_width: int = 10,
+    selection: str = "",
 ) -> Path:
     """Plot the HU distribution of each vertebra level (one panel per spine region).
 
@@ -74,6 +83,8 @@ def plot_hu_histograms(
         PNG file to write.
     bin_width
         HU per plotted bin.
+    selection
+        The cases the histograms cover, for the title (``DatasetStats.selection``).
 
     Returns
     -------
@@ -107,8 +118,9 @@ def plot_hu_histograms(
         else:
             ax.text(0.5, 0.5, "no vertebrae", ha="center", va="center", transform=ax.transAxes)
     axes[0].set_ylabel("fraction of voxels per HU")
-    fig.suptitle("HU histogram per vertebra level (all cases)")
-    return _save(fig, path)
+    title = _titled("HU histogram per vertebra level", selection)
+    fig.suptitle(title)
+    return _save(fig, path, title)
 
 
 def _hu_range(hists: list[Histogram]) -> tuple[float, float]:
@@ -120,7 +132,9 @@ def _hu_range(hists: list[Histogram]) -> tuple[float, float]:
     return merged.percentile(0.1), merged.percentile(99.9)
 
 
-def plot_volume_by_level(vertebrae: pd.DataFrame, path: str | os.PathLike) -> Path:
+def plot_volume_by_level(
+    vertebrae: pd.DataFrame, path: str | os.PathLike, *, selection: str = ""
+) -> Path:
     """Box plot of the vertebra volume (ml) per level, in cranio-caudal order.
 
     Parameters
@@ -129,6 +143,8 @@ def plot_volume_by_level(vertebrae: pd.DataFrame, path: str | os.PathLike) -> Pa
         The per-vertebra table (``DatasetStats.vertebrae``).
     path
         PNG file to write.
+    selection
+        The cases the table covers, for the title (``DatasetStats.selection``).
 
     Returns
     -------
@@ -159,13 +175,16 @@ def plot_volume_by_level(vertebrae: pd.DataFrame, path: str | os.PathLike) -> Pa
     else:
         ax.text(0.5, 0.5, "no vertebrae", ha="center", va="center", transform=ax.transAxes)
     ax.set_ylabel("volume (ml)")
-    ax.set_title("Vertebra volume by level")
+    title = _titled("Vertebra volume by level", selection)
+    ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
-def plot_vertebrae_per_case(cases: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Bar chart of how many vertebrae the cases hold, stacked by split.
+def plot_vertebrae_per_case(
+    cases: pd.DataFrame, path: str | os.PathLike, *, selection: str = ""
+) -> Path:
+    """Bar chart of how many vertebrae the cases hold, stacked by split (legend beside it).
 
     Parameters
     ----------
@@ -173,6 +192,8 @@ def plot_vertebrae_per_case(cases: pd.DataFrame, path: str | os.PathLike) -> Pat
         The per-case table (``DatasetStats.cases``).
     path
         PNG file to write.
+    selection
+        The cases the table covers, for the title (``DatasetStats.selection``).
 
     Returns
     -------
@@ -194,18 +215,20 @@ def plot_vertebrae_per_case(cases: pd.DataFrame, path: str | os.PathLike) -> Pat
             bottom += heights
         ax.set_xticks(xs)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(frameon=False, loc="upper left")
+        # outside the axes, so that it never covers a bar
+        ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="split")
     else:
         ax.text(0.5, 0.5, "no cases", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("vertebrae per case (labels 1-28 present)")
     ax.set_ylabel("cases")
-    ax.set_title("Vertebrae per case")
+    title = _titled("Vertebrae per case", selection)
+    ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def write_stats_plots(stats: DatasetStats, out_dir: str | os.PathLike) -> list[Path]:
-    """Write the three statistics pictures into ``out_dir``.
+    """Write the three statistics pictures into ``out_dir``, titled with the cases they cover.
 
     Returns
     -------
@@ -213,8 +236,9 @@ def write_stats_plots(stats: DatasetStats, out_dir: str | os.PathLike) -> list[P
         ``hu_histogram_by_level.png``, ``volume_by_level.png``, ``vertebrae_per_case.png``.
     """
     out = Path(out_dir)
+    chosen = stats.selection
     return [
-        plot_hu_histograms(stats.histograms, out / "hu_histogram_by_level.png"),
-        plot_volume_by_level(stats.vertebrae, out / "volume_by_level.png"),
-        plot_vertebrae_per_case(stats.cases, out / "vertebrae_per_case.png"),
+        plot_hu_histograms(stats.histograms, out / "hu_histogram_by_level.png", selection=chosen),
+        plot_volume_by_level(stats.vertebrae, out / "volume_by_level.png", selection=chosen),
+        plot_vertebrae_per_case(stats.cases, out / "vertebrae_per_case.png", selection=chosen),
     ]

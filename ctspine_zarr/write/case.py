@@ -10,10 +10,12 @@ consolidated metadata, make it complete.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,7 @@ from ..schema import (
     label_compressors,
 )
 from .claim import STAGING, TRASH
+from .stopping import CaseStopped, mark_written, running
 
 __all__ = [
     "CaseOutcome",
@@ -93,6 +96,7 @@ def ingest_case(
     codec: str = "default",
     slices_per_shard: int = SLICES_PER_SHARD,
     encode_threads: int = 1,
+    run: str = "",
 ) -> CaseOutcome:
     """Read, check and write one case; never raises for a bad case.
 
@@ -110,6 +114,8 @@ def ingest_case(
         Axial slices per shard.
     encode_threads
         Size of the process's shared encoding pool (1: encode in the calling thread).
+    run
+        The ingest's token: :func:`~ctspine_zarr.write.stopping.stop` stops its cases.
 
     Returns
     -------
@@ -119,19 +125,24 @@ def ingest_case(
     start = time.perf_counter()
     outcome = CaseOutcome(case_id=case.case_id, source=case.source, status="ingested")
     try:
-        image, label = read_case(case, raw_storage_options)
-        loc = Location.resolve(store, storage_options=storage_options)
-        outcome.bytes_out = _write_case(
-            loc,
-            case,
-            image,
-            label,
-            codec=codec,
-            slices_per_shard=slices_per_shard,
-            encode_threads=encode_threads,
-        )
+        with running(run) as checkpoint:
+            image, label = read_case(case, raw_storage_options)
+            loc = Location.resolve(store, storage_options=storage_options)
+            outcome.bytes_out = _write_case(
+                loc,
+                case,
+                image,
+                label,
+                codec=codec,
+                slices_per_shard=slices_per_shard,
+                encode_threads=encode_threads,
+                checkpoint=checkpoint,
+            )
+            mark_written(run)
         outcome.n_slices = int(image.data.shape[0])
         outcome.bytes_in = image.fingerprint.size + label.fingerprint.size
+    except CaseStopped as err:
+        outcome.status, outcome.problem = "failed", str(err)
     except InvalidCaseError as err:
         outcome.status, outcome.file, outcome.problem = "refused", err.path, str(err)
     except Exception as err:  # a bug or an I/O error must not cost the other cases
@@ -151,6 +162,7 @@ def _write_case(
     codec: str,
     slices_per_shard: int,
     encode_threads: int,
+    checkpoint: Callable[[], None],
 ) -> int:
     """Write one case beside its current version, then switch to it. Returns the bytes stored.
 
@@ -159,7 +171,8 @@ def _write_case(
     written in place (readers find it only once its ``zarr.json`` exists); a new version of
     an existing case is staged first, then copied over the old one, its ``zarr.json`` last;
     readers holding the old version's metadata notice the replaced shards by their index
-    checksums.
+    checksums. ``checkpoint`` is called before each shard and before the switch (it raises
+    to stop the case).
     """
     final = f"{CASES_GROUP}/{case.case_id}"
     token = uuid.uuid4().hex
@@ -178,11 +191,13 @@ def _write_case(
         encoding,
         slices_per_shard=slices_per_shard,
         encode_threads=encode_threads,
+        checkpoint=checkpoint,
     )
     arrays += _write_small_arrays(group, index, image, label)
     attrs = _case_attrs(case, image, label, index, encoding_name(encoding), checksums)
     stored = sum(int(a.nbytes_stored()) for a in arrays)
     # one write makes the case complete and its consolidated metadata visible together
+    checkpoint()
     consolidate(group, attributes=attrs)
     if target != final:
         _switch(loc, target, final, token)
@@ -197,6 +212,7 @@ def _write_volumes(
     *,
     slices_per_shard: int,
     encode_threads: int,
+    checkpoint: Callable[[], None],
 ) -> tuple[list[zarr.Array], dict[str, list[int]]]:
     """Create and write ``image`` and ``label``; return them and their shard index CRCs."""
     n_z, n_y, n_x = image.data.shape
@@ -232,11 +248,9 @@ def _write_volumes(
     label_image = ome.create_group(LABEL_IMAGE, attributes={"ome": label_image_attrs(image.affine)})
     arrays.append(label_image.create_array(LABEL_LEVEL0, **labels))
     # the bytes zarr writes, without its per-chunk overhead
-    checksums = {
-        IMAGE: write_array(arrays[0], image.data, threads=encode_threads),
-        LABEL: write_array(arrays[1], label.data, threads=encode_threads),
-    }
-    checksums[OME_LABEL] = write_array(arrays[2], label.data, threads=encode_threads)
+    write = functools.partial(write_array, threads=encode_threads, before_shard=checkpoint)
+    checksums = {IMAGE: write(arrays[0], image.data), LABEL: write(arrays[1], label.data)}
+    checksums[OME_LABEL] = write(arrays[2], label.data)
     return arrays, checksums
 
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable
 from typing import Any, Final
 
-from ..errors import StoreError
+from ..errors import StoreError, option
 from ..io.catalogue import root_attrs
 from ..io.location import TMP_DIR, Location, nested, normalise
 from ..schema import CASES_GROUP, CASES_MARKER, FORMAT_KEY, INTERNAL_DIR
@@ -133,13 +133,14 @@ def claim(
             else (f"{len(foreign)} object(s) that are not a ctspine store ({shown})")
         )
         hint = (
-            "--overwrite replaces only a ctspine store or an empty location"
+            f"{option('overwrite')} replaces only a ctspine store or an empty location"
             if overwrite
             else "ingest never deletes what it did not write"
         )
+        target = "it" if what == "a file" else "them"
         raise StoreError(
             f"{loc.text}: holds {what}; {hint}: choose a new or empty location, or pass "
-            "--force-clear (force_clear=True) to delete them"
+            f"{option('force_clear')} to delete {target}"
         )
     if announce is not None:
         announce(f"--force-clear: deleting {len(foreign)} object(s) at {loc.text}: {shown}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -27,7 +28,7 @@ import dask
 import fsspec
 from zarr.abc.store import Store
 
-from ..errors import printable
+from ..errors import IngestInterrupted, printable
 from ..io.catalogue import (
     build_catalogue,
     publish_catalogue,
@@ -44,6 +45,7 @@ from .case import CaseOutcome, ingest_case
 from .claim import claim, finish, prepare, refuse_nesting, remove_internal_dir
 from .integrity import case_problem
 from .lock import WriterLock
+from .stopping import stop
 
 __all__ = ["IngestReport", "ingest"]
 
@@ -232,6 +234,9 @@ def ingest(
         (:class:`~ctspine_zarr.errors.StoreLockedError`).
     FileNotFoundError
         When ``raw`` is not a raw tree.
+    IngestInterrupted
+        On Ctrl-C while the cases are written (a :class:`KeyboardInterrupt`): the cases
+        finished are kept, and a rerun resumes.
     """
     started = time.perf_counter()
     workers, scheduler = check_workers(workers), check_scheduler(scheduler)
@@ -343,12 +348,21 @@ def _run_cases(
     progress: bool,
     options: dict[str, Any],
 ) -> None:
-    """Write the cases as dask tasks, largest first; their outcomes go to the report."""
+    """Write the cases as dask tasks, largest first; their outcomes go to the report.
+
+    On Ctrl-C the cases running in this process are stopped (and waited for) before
+    :class:`~ctspine_zarr.errors.IngestInterrupted` says how many finished.
+    """
     # largest first: the workers then run out of cases at about the same time
     todo.sort(key=lambda c: -c.image_bytes)
     bar = progress_bar(len(todo), desc="ingest", enabled=progress)
     location = store if isinstance(store, Store) or is_url(store) else os.fspath(store)
-    options = {**options, "encode_threads": _encode_threads(scheduler, workers, len(todo))}
+    run = uuid.uuid4().hex
+    options = {
+        **options,
+        "encode_threads": _encode_threads(scheduler, workers, len(todo)),
+        "run": run,
+    }
     ingest_one = dask.delayed(ingest_case, pure=False)
     # dask's local schedulers start independent tasks from the highest key down: number the
     # cases so that they start in the given order (largest first)
@@ -357,9 +371,20 @@ def _run_cases(
         ingest_one(case, location, **options, dask_key_name=f"ingest-{n - i:07d}-{case.case_id}")
         for i, case in enumerate(todo)
     ]
+    finished = []
+
+    def done() -> None:
+        finished.append(1)
+        bar.update()
+
     try:
-        outcomes = run_tasks(tasks, scheduler=scheduler, workers=workers, on_done=bar.update)
+        outcomes = run_tasks(tasks, scheduler=scheduler, workers=workers, on_done=done)
         report.outcomes.extend(outcomes)
+    except KeyboardInterrupt:
+        # the cases written in this process, counted by themselves (the scheduler may not
+        # have seen the last ones finish); other processes' as the scheduler saw them
+        _, written = stop(run)
+        raise IngestInterrupted(report.store, max(written, len(finished)), len(todo)) from None
     finally:
         bar.close()
 
