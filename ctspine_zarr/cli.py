@@ -426,7 +426,12 @@ def _add_pyramid(sub: Any) -> None:
         problems="some cases failed (the others have their levels)",
     )
     p.add_argument("store", help="path or fsspec URL of the store")
-    p.add_argument("--case", action="append", dest="cases", help="only this case (repeatable)")
+    p.add_argument(
+        "--case",
+        action="append",
+        dest="cases",
+        help="only this case (repeatable; default: every case)",
+    )
     cliargs.add_workers(p, "cases at a time (default: the CPUs)")
     _add_location_options(p, quiet=True)
     p.set_defaults(func=_cmd_pyramid)
