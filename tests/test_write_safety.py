@@ -309,3 +309,17 @@ def test_the_catalogue_snapshot_survives_two_later_ingests(
     assert ctspine_zarr.ingest(smaller, fresh_store, workers=1, progress=False, overwrite=True).ok
     with pytest.raises(StoreChangedError):
         ds.n_vertebrae.values  # noqa: B018 - the read is the test
+
+
+def test_a_rerun_drops_the_partial_file_zarr_leaves_when_killed(tmp_path: Path) -> None:
+    import ctspine_zarr
+    from ctspine_zarr.testing.synthetic import make_raw_tree
+
+    make_raw_tree(tmp_path / "raw", n_cases=1, shape=(16, 16), n_slices=(4, 6), seed=2)
+    store = tmp_path / "s.zarr"
+    assert ctspine_zarr.ingest(tmp_path / "raw", store, workers=1).ok
+    debris = store / "zarr.0123456789abcdef0123456789abcdef.partial"
+    debris.write_bytes(b"{")  # what a SIGKILL during zarr's exclusive root write leaves
+    assert not ctspine_zarr.verify(store).ok  # zarr refuses to walk past it
+    assert ctspine_zarr.ingest(tmp_path / "raw", store, workers=1).ok
+    assert not debris.exists() and ctspine_zarr.verify(store).ok

@@ -158,10 +158,18 @@ def claim(
 
 
 def prepare(loc: Location, document: dict[str, Any] | None) -> None:
-    """Under the lock: drop what a killed ingest left behind, and lay out a new store."""
+    """Under the lock: drop what a killed ingest left behind, and lay out a new store.
+
+    Besides our own folders, that is the ``zarr.<hex>.partial`` file zarr's local store
+    leaves at the root when it is killed while checking, by an exclusive write, that the
+    root group exists (it does that for the parents of every staged case group).
+    """
     loc.delete_prefix(STAGING)
     loc.delete_prefix(TRASH)
     loc.delete_prefix(TMP_DIR)
+    for name in loc.children(""):  # zarr's own atomic writes, killed midway (see below)
+        if name.startswith("zarr.") and name.endswith(".partial"):
+            loc.delete(name)
     cases = _parse(loc.read(f"{CASES_GROUP}/zarr.json"))
     if cases is None or (cases.get("attributes") or {}).get(CASES_MARKER) is not True:
         doc = {"zarr_format": 3, "node_type": "group", "attributes": {CASES_MARKER: True}}
