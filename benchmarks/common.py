@@ -477,3 +477,36 @@ def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(payload, indent=2, default=default) + "\n", encoding="utf-8")
     return out
+
+
+#: The file a benchmark leaves in a raw tree it wrote, so that a rerun may delete that tree.
+BENCH_MARK = ".ctspine-benchmark"
+
+
+def fresh_tree(path: Path) -> Path:
+    """An empty folder at ``path`` for a benchmark's raw tree; never deletes what it did not write.
+
+    A folder there is removed only when it holds :data:`BENCH_MARK` (a tree a benchmark
+    wrote); any other folder stops the benchmark with one line naming it.
+    """
+    if path.exists():
+        if not (path / BENCH_MARK).is_file():
+            raise SystemExit(f"{path}: exists and no benchmark wrote it; choose another --workdir")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / BENCH_MARK).write_text("written by a ctspine_zarr benchmark; a rerun deletes it\n")
+    return path
+
+
+def remove_store(path: Path) -> None:
+    """Delete ``path`` if it is a ctspine store (the benchmarks' own); refuse anything else."""
+    if not path.exists():
+        return
+    root = path / "zarr.json"
+    try:
+        ours = "ctspine_zarr_format" in json.loads(root.read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise SystemExit(f"{path}: exists and is not a ctspine store; choose another --workdir")
+    shutil.rmtree(path)

@@ -29,9 +29,11 @@ from benchmarks.common import (
     NOISE_NOTE,
     fmt_bytes,
     fmt_seconds,
+    fresh_tree,
     machine_info,
     machine_lines,
     markdown_table,
+    remove_store,
     work_directory,
 )
 
@@ -63,8 +65,7 @@ def _make(folder: Path) -> tuple[Path, str]:
 
     raw, store = folder / "raw", folder / "full.zarr"
     if not store.exists():
-        shutil.rmtree(raw, ignore_errors=True)
-        make_raw_tree(raw, n_cases=1, shape=SHAPE, n_slices=(SLICES, SLICES), seed=16)
+        make_raw_tree(fresh_tree(raw), n_cases=1, shape=SHAPE, n_slices=(SLICES, SLICES), seed=16)
         report = ctspine_zarr.ingest(raw, store, workers=2)
         assert report.ok, report.summary()
     case = str(ctspine_zarr.open(store)["case"].values[0])
@@ -77,7 +78,7 @@ def _pyramid(store: Path, folder: Path, repeats: int) -> tuple[Path, float, Any]
 
     times, report, copy = [], None, folder / "levels.zarr"
     for _ in range(repeats):
-        shutil.rmtree(copy, ignore_errors=True)
+        remove_store(copy)
         shutil.copytree(store, copy)
         start = time.perf_counter()
         report = add_levels(copy, workers=1)

@@ -37,7 +37,6 @@ import argparse
 import importlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,10 +51,12 @@ from benchmarks.common import (
     NOISE_NOTE,
     fmt_bytes,
     fmt_ratio,
+    fresh_tree,
     machine_info,
     machine_lines,
     markdown_table,
     ratio,
+    remove_store,
     write_json,
 )
 
@@ -274,10 +275,11 @@ def make_data(workdir: Path, n_cases: int, size: int, slices: tuple[int, int]) -
     spec = {"cases": n_cases, "size": size, "slices": list(slices)}
     if marker.is_file() and json.loads(marker.read_text())["spec"] == spec:
         return json.loads(marker.read_text())
-    shutil.rmtree(workdir / "raw", ignore_errors=True)
-    shutil.rmtree(workdir / "raw4", ignore_errors=True)
+    fresh_tree(workdir / "raw4")
     started = time.perf_counter()
-    cases = make_raw_tree(workdir / "raw", n_cases=n_cases, shape=(size, size), n_slices=slices)
+    cases = make_raw_tree(
+        fresh_tree(workdir / "raw"), n_cases=n_cases, shape=(size, size), n_slices=slices
+    )
     generated = time.perf_counter() - started
     sections: dict[str, list[str]] = {"trainset": [], "test_public": [], "test_private": []}
     for case in cases:
@@ -296,7 +298,7 @@ def make_data(workdir: Path, n_cases: int, size: int, slices: tuple[int, int]) -
     write_split_file(workdir / "raw4" / "metadata" / "data_split.txt", sections)
     info: dict[str, Any] = {"spec": spec, "generate_seconds": generated}
     for raw, store in (("raw", "store.zarr"), ("raw4", "store4.zarr")):
-        shutil.rmtree(workdir / store, ignore_errors=True)
+        remove_store(workdir / store)
         report = ctspine_zarr.ingest(workdir / raw, workdir / store, workers=2, progress=False)
         if not report.ok:
             raise RuntimeError(report.summary())
