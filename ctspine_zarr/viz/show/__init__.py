@@ -28,8 +28,11 @@ chunks), and are repeated back to the full-resolution grid; ``level=0`` (``show
 slice chunk of the case (the chunks are whole axial slices): both cuts are then taken in the
 same single pass, one shard (32 slices) at a time, so memory stays at one shard.
 
-Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas directly (no
-``pyplot``, no global backend), so this works headless, in threads and in notebooks.
+Figures (:func:`plot_case`, :func:`draw_views`) are built with
+:class:`matplotlib.figure.Figure` and the Agg canvas directly (no ``pyplot``, no global
+backend), so this works headless, in threads and in notebooks. PNG files (:func:`save_case_png`,
+``ctspine-zarr show``) are drawn with the same layout straight into pixels with Pillow
+(:func:`render_views`), which is about 20 times faster than drawing a figure.
 Every vertebra is drawn in its colour of :data:`ctspine_zarr.vertebrae.VERTEBRA_COLOURS`.
 """
 
@@ -38,20 +41,25 @@ from __future__ import annotations
 from ...vertebrae import OTHER_LABEL_COLOUR
 from .case import plot_case, save_case_png
 from .figure import draw_views
+from .raster import Picture, render_views, save_picture
 from .views import PLANES, PlaneView, read_views, volume_views
-from .window import OVERLAY_ALPHA, WINDOWS, label_overlay, parse_window
+from .window import OVERLAY_ALPHA, WINDOWS, compose_rgb, label_overlay, parse_window
 
 __all__ = [
     "OTHER_LABEL_COLOUR",
     "OVERLAY_ALPHA",
     "PLANES",
     "WINDOWS",
+    "Picture",
     "PlaneView",
+    "compose_rgb",
     "draw_views",
     "label_overlay",
     "parse_window",
     "plot_case",
     "read_views",
+    "render_views",
     "save_case_png",
+    "save_picture",
     "volume_views",
 ]

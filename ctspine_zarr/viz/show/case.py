@@ -1,7 +1,10 @@
 """A quick look of one case of a store: :func:`plot_case` draws it, :func:`save_case_png` saves it.
 
-Both read the cuts (:func:`ctspine_zarr.viz.show.read_views`) and draw them
-(:func:`ctspine_zarr.viz.show.draw_views`) with the case id and the window in the title.
+Both read the cuts (:func:`ctspine_zarr.viz.show.read_views`) and draw the same layout with
+the case id and the window in the title: :func:`plot_case` as a matplotlib figure
+(:func:`ctspine_zarr.viz.show.draw_views`, for notebooks and further drawing),
+:func:`save_case_png` straight into pixels (:func:`ctspine_zarr.viz.show.render_views`,
+~20 times faster to draw than a figure).
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from zarr.abc.store import Store
 
-from .figure import PANEL_HEIGHT, draw_views
-from .views import read_views
+from .figure import draw_views
+from .layout import PANEL_HEIGHT
+from .raster import render_views, save_picture
+from .views import PlaneView, read_views
 from .window import OVERLAY_ALPHA, parse_window
 
 if TYPE_CHECKING:
@@ -76,7 +81,36 @@ def plot_case(
     matplotlib.figure.Figure
         Not registered with pyplot; display it in a notebook, or ``fig.savefig(path)``.
     """
-    vmin, vmax = parse_window(window)  # fail before reading
+    views, title = _read(
+        location,
+        case_id,
+        z=z,
+        y=y,
+        x=x,
+        plane=plane,
+        window=window,
+        level=level,
+        storage_options=storage_options,
+    )
+    return draw_views(
+        views, window=window, title=title, alpha=alpha, panel_height=panel_height, dpi=dpi
+    )
+
+
+def _read(
+    location: str | os.PathLike | Store,
+    case_id: str,
+    *,
+    z: int | None,
+    y: int | None,
+    x: int | None,
+    plane: str | Sequence[str],
+    window: str | Sequence[float],
+    level: int | None,
+    storage_options: dict[str, Any] | None,
+) -> tuple[list[PlaneView], str]:
+    """The cuts and the picture's title (the window is checked before anything is read)."""
+    vmin, vmax = parse_window(window)
     views = read_views(
         location,
         case_id,
@@ -87,34 +121,54 @@ def plot_case(
         level=level,
         storage_options=storage_options,
     )
-    title = f"{case_id}   window [{vmin:g}, {vmax:g}] HU"
-    return draw_views(
-        views, window=window, title=title, alpha=alpha, panel_height=panel_height, dpi=dpi
-    )
+    return views, f"{case_id}   window [{vmin:g}, {vmax:g}] HU"
 
 
 def save_case_png(
-    location: str | os.PathLike | Store, case_id: str, out: str | os.PathLike, **options: Any
+    location: str | os.PathLike | Store,
+    case_id: str,
+    out: str | os.PathLike,
+    *,
+    z: int | None = None,
+    y: int | None = None,
+    x: int | None = None,
+    plane: str | Sequence[str] = "all",
+    window: str | Sequence[float] = "bone",
+    level: int | None = None,
+    storage_options: dict[str, Any] | None = None,
+    alpha: float = OVERLAY_ALPHA,
+    panel_height: float = PANEL_HEIGHT,
+    dpi: float = 100.0,
 ) -> Path:
     """Write :func:`plot_case`'s picture as a PNG (parent folders are created).
 
+    The picture has :func:`plot_case`'s layout and colours but is drawn straight into
+    pixels (:func:`ctspine_zarr.viz.show.render_views`), without a matplotlib figure.
+
     Parameters
     ----------
-    location, case_id
+    location, case_id, z, y, x, plane, window, level, storage_options, alpha, panel_height, dpi
         As for :func:`plot_case`.
     out
         The PNG file to write.
-    **options
-        :func:`plot_case`'s keyword arguments (``z``, ``y``, ``x``, ``plane``, ``window``,
-        ``level``, ``storage_options``, ``alpha``, ``panel_height``, ``dpi``).
 
     Returns
     -------
     pathlib.Path
         The written file.
     """
-    fig = plot_case(location, case_id, **options)
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, format="png", dpi=fig.dpi, facecolor=fig.get_facecolor())
-    return target
+    views, title = _read(
+        location,
+        case_id,
+        z=z,
+        y=y,
+        x=x,
+        plane=plane,
+        window=window,
+        level=level,
+        storage_options=storage_options,
+    )
+    picture = render_views(
+        views, window=window, title=title, alpha=alpha, panel_height=panel_height, dpi=dpi
+    )
+    return save_picture(picture, out)

@@ -7,14 +7,11 @@ with :class:`matplotlib.figure.Figure` and the Agg canvas directly (no ``pyplot`
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from ...vertebrae import ANATOMICAL_ORDER, OTHER_LABEL_COLOUR, vertebra_colours, vertebra_name
+from ...vertebrae import OTHER_LABEL_COLOUR, vertebra_colours, vertebra_name
+from .layout import BOTTOM, PANEL_HEIGHT, SIDE, Layout, legend_labels
 from .views import PlaneView
 from .window import OVERLAY_ALPHA, label_overlay, parse_window
 
@@ -24,24 +21,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["PANEL_HEIGHT", "draw_views"]
-
-# Layout, in inches.
-#: Default height of the panels.
-PANEL_HEIGHT: Final = 4.5
-_MAX_WIDTH: Final = 18.0
-_SIDE: Final = 0.3  # room for the left/right letters of a panel
-_TOP: Final = 0.95  # figure title, panel title, top letter
-_BOTTOM: Final = 0.3  # bottom letter
-_LEGEND_ROW: Final = 0.2  # height of one legend entry
-_LEGEND_COLUMN: Final = 0.85  # width of one legend column
-
-
-def _legend_labels(views: Sequence[PlaneView]) -> list[int]:
-    present: set[int] = set()
-    for view in views:
-        present.update(int(v) for v in np.unique(view.label) if v != 0)
-    ordered = [v for v in ANATOMICAL_ORDER if v in present]
-    return ordered + sorted(present - set(ordered))
 
 
 def draw_views(
@@ -85,8 +64,8 @@ def draw_views(
     if not views:
         raise ValueError("no view to draw")
     vmin, vmax = parse_window(window)
-    labels = _legend_labels(views)
-    layout = _Layout.fit(views, len(labels), panel_height)
+    labels = legend_labels(views)
+    layout = Layout.fit(views, len(labels), panel_height)
     fig = Figure(figsize=(layout.width, layout.height), dpi=dpi, facecolor="white")
     FigureCanvasAgg(fig)
 
@@ -94,56 +73,20 @@ def draw_views(
     left = 0.0
     for view, ratio in zip(views, layout.ratios, strict=True):
         width = layout.panel_height * ratio
-        left += _SIDE
+        left += SIDE
         rect = (
             left / layout.width,
-            _BOTTOM / layout.height,
+            BOTTOM / layout.height,
             width / layout.width,
             layout.panel_height / layout.height,
         )
         _draw_panel(fig.add_axes(rect), view, cmap, (vmin, vmax), alpha)
-        left += width + _SIDE
+        left += width + SIDE
 
     _draw_legend(fig, labels, (left + 0.15) / layout.width, layout)
     if title:
         fig.suptitle(title, fontsize=11, y=1.0 - 0.08 / layout.height, va="top")
     return fig
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Sizes of a figure of panels side by side and a legend on the right, in inches."""
-
-    ratios: list[float]  # width / height of each panel
-    panel_height: float
-    legend_columns: int
-    width: float
-    height: float
-
-    @classmethod
-    def fit(cls, views: Sequence[PlaneView], n_labels: int, panel_height: float) -> _Layout:
-        """Panels ``panel_height`` high, lower when the figure would be wider than the maximum."""
-        ratios = [w / h if h > 0 else 1.0 for w, h in (v.extent_mm for v in views)]
-        height = panel_height
-        n_columns, fixed = _fixed_width(len(views), n_labels, height)
-        if fixed + height * sum(ratios) > _MAX_WIDTH:
-            height = max(1.0, (_MAX_WIDTH - fixed) / sum(ratios))
-            n_columns, fixed = _fixed_width(len(views), n_labels, height)
-        return cls(
-            ratios=ratios,
-            panel_height=height,
-            legend_columns=n_columns,
-            width=fixed + height * sum(ratios),
-            height=_TOP + height + _BOTTOM,
-        )
-
-
-def _fixed_width(n_views: int, n_labels: int, panel_height: float) -> tuple[int, float]:
-    """Legend columns, and the width of the figure that does not scale with the panels."""
-    per_column = max(1, int(panel_height / _LEGEND_ROW))
-    n_columns = max(1, math.ceil(n_labels / per_column))
-    legend_width = n_columns * _LEGEND_COLUMN + 0.3
-    return n_columns, n_views * 2 * _SIDE + legend_width
 
 
 def _draw_panel(
@@ -181,7 +124,7 @@ def _draw_panel(
     ax.text(0.5, -0.01, b_letter, ha="center", va="top", **style)
 
 
-def _draw_legend(fig: Figure, labels: list[int], anchor: float, layout: _Layout) -> None:
+def _draw_legend(fig: Figure, labels: list[int], anchor: float, layout: Layout) -> None:
     """The vertebrae shown, in their colours, left-aligned at ``anchor`` (figure fraction)."""
     from matplotlib.patches import Patch
 
@@ -200,7 +143,7 @@ def _draw_legend(fig: Figure, labels: list[int], anchor: float, layout: _Layout)
     fig.legend(
         handles=handles,
         loc="center left",
-        bbox_to_anchor=(anchor, (_BOTTOM + layout.panel_height / 2) / layout.height),
+        bbox_to_anchor=(anchor, (BOTTOM + layout.panel_height / 2) / layout.height),
         ncol=layout.legend_columns,
         fontsize=8,
         frameon=False,
