@@ -5,7 +5,7 @@ CTSpine1K-like case of 400 slices of 512 x 512, ingests it, copies the store and
 levels of the copy with ``ctspine-zarr pyramid`` (timed, median of ``--repeats`` runs on
 fresh copies), then times a sagittal quick look of both stores: the cuts alone
 (``read_views``) and the whole PNG (``save_case_png``), from the local folder, through the
-Range-honouring HTTP server of ``ctspine_zarr.testing.serve`` on 127.0.0.1, and from a moto
+Range-honouring HTTP server of ``ctspine_zarr.io.serve`` on 127.0.0.1, and from a moto
 S3 server on 127.0.0.1 that waits ``--latency`` seconds (default 0.02) before answering each
 GET, as a remote object store would. Each is the median of ``--repeats``, the two stores
 alternating, the process's store caches dropped before every call (each reopens the case as
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from ctspine_zarr.testing.serve import serve_directory
+    from ctspine_zarr.io.serve import serve_directory
 
     with work_directory(args.workdir) as folder:
         full, case = _make(folder)
