@@ -42,7 +42,16 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         announce=lambda line: print(line, file=sys.stderr),
     )
     print(report.summary())
-    return 0 if report.ok else 1
+    if not args.pyramid:
+        return 0 if report.ok else 1
+    from .write.pyramid import add_levels
+
+    options = _storage_options(args.storage_options)
+    levels = add_levels(
+        args.store, workers=args.workers, storage_options=options, progress=not args.quiet
+    )
+    print(levels.summary())
+    return 0 if report.ok and levels.ok else 1
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -310,6 +319,12 @@ def _add_ingest(sub: Any) -> None:
         help="image codec: default (Blosc zstd, any Zarr reader, fastest) or compact "
         "(lossless JPEG-LS, about 2/3 of the bytes, ~5x slower to decode, readers need "
         "ctspine-zarr[compact]); see docs/codecs.md",
+    )
+    p.add_argument(
+        "--pyramid",
+        action="store_true",
+        help="then write the 2x and 4x levels of every case lacking them (as the pyramid "
+        "command does; a rerun restores those of the cases it rewrote)",
     )
     _add_location_options(p, raw=True, quiet=True)
     p.set_defaults(func=_cmd_ingest)

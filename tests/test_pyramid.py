@@ -685,3 +685,56 @@ def test_the_report_counts_the_bytes_of_the_levels(pristine: Path, tmp_path: Pat
     on_disk = sum(p.stat().st_size for a in arrays for p in a.rglob("*") if p.is_file())
     assert outcome.level_bytes == on_disk
     assert 0 < outcome.level_bytes < 0.3 * outcome.case_bytes
+
+
+def test_ingest_pyramid_writes_the_levels_and_restores_them_after_a_rewrite(
+    tmp_path: Path,
+) -> None:
+    """``ingest --pyramid`` as a real process: levels for every case, again after a rewrite."""
+    import subprocess
+    import sys
+
+    from clirun import ingest_command
+
+    raw = tmp_path / "raw"
+    image, label = _odd_volume()
+    write_case(raw, ODD, "COLONOG", image_zyx=image, label_zyx=label, spacing_zyx=(2.5, 0.8, 0.7))
+    hu, mask = make_volume(shape_zyx=(44, 64, 60), spacing_zyx=(2.0, 1.2, 1.2), seed=3)
+    spine = write_case(
+        raw, SPINE, "MSD-T10", image_zyx=hu, label_zyx=mask, spacing_zyx=(2.0, 1.2, 1.2)
+    )
+    names = [f"{ODD}.nii.gz", spine.image_path.name]
+    write_split_file(raw / "metadata" / "data_split.txt", {"trainset": names})
+    store = tmp_path / "s.zarr"
+
+    def run(*command: str) -> str:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    def levels_match(case: str) -> None:
+        group = zarr.open_group(store / "cases" / case, mode="r")
+        assert group.attrs["levels"] == [2, 4]
+        full_image, full_label = _full(store, case)
+        for f in (2, 4):
+            image_path, label_path = level_paths(f, label_image="labels" in group)
+            mean, mode = _reference(full_image, full_label, f)
+            np.testing.assert_array_equal(group[image_path][...], mean)
+            np.testing.assert_array_equal(group[label_path][...], mode)
+
+    out = run(*ingest_command(raw, store, "--pyramid"))
+    assert "cases      2 given levels [2, 4], 0 had them, 0 failed" in out, out
+    for case in (ODD, SPINE):
+        levels_match(case)
+    before = _full(store, ODD)[0]
+    # a changed source: the rerun rewrites that case, which drops its levels, and writes
+    # them again from the new voxels; the unchanged case keeps its levels
+    write_case(
+        raw, ODD, "COLONOG", image_zyx=image + 7, label_zyx=label, spacing_zyx=(2.5, 0.8, 0.7)
+    )
+    out = run(*ingest_command(raw, store, "--pyramid"))
+    assert "cases      1 given levels [2, 4], 1 had them, 0 failed" in out, out
+    np.testing.assert_array_equal(_full(store, ODD)[0], before + 7)
+    levels_match(ODD)
+    levels_match(SPINE)
+    run(sys.executable, "-m", "ctspine_zarr.cli", "verify", str(store))
