@@ -35,6 +35,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         force_clear=args.force_clear,
         repair=args.repair,
+        add=args.add,
         storage_options=_storage_options(args.storage_options),
         raw_storage_options=_storage_options(args.raw_storage_options),
         codec=args.codec,
@@ -244,7 +245,8 @@ def _add_ingest(sub: Any) -> None:
         "ingest",
         help="rewrite a raw CTSpine1K tree into a Zarr store",
         description="Rewrite a raw CTSpine1K tree into a Zarr store. A rerun resumes: it "
-        "skips the cases already stored and unchanged.",
+        "skips the cases already stored and unchanged, and moves those whose split the split "
+        "file changed. A store made from another raw tree takes RAW's cases only with --add.",
         problems="some cases were refused or failed (the others are stored)",
     )
     p.add_argument("raw", help="folder (or URL) holding rawdata/ and metadata/")
@@ -277,6 +279,12 @@ def _add_ingest(sub: Any) -> None:
         action="store_true",
         help="decode and check every stored case, and rewrite the damaged ones (a plain "
         "rerun checks metadata and shard indexes only)",
+    )
+    p.add_argument(
+        "--add",
+        action="store_true",
+        help="add RAW's cases to a store made from another raw tree (without it such a "
+        "store is refused, naming how the trees differ; the same tree again needs none)",
     )
     p.add_argument(
         "--codec",
