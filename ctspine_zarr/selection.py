@@ -23,7 +23,8 @@ This module reads the catalogue only; it imports no reader, loader or command.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -55,7 +56,7 @@ def names(value: Names, kind: str = "split") -> tuple[str, ...] | None:
     Parameters
     ----------
     value
-        One name, or a sequence of names (a list, a tuple, a numpy array, ...).
+        One name, or several (a list, a tuple, a set, a numpy array, ...).
     kind
         What the names are, for the error message.
 
@@ -68,7 +69,7 @@ def names(value: Names, kind: str = "split") -> tuple[str, ...] | None:
         return None
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, bytes) or not isinstance(value, Sequence | np.ndarray):
+    if isinstance(value, bytes) or not isinstance(value, Iterable):
         raise TypeError(f"{kind} must be a str or a sequence of str, not {type(value).__name__}")
     found = tuple(value)
     wrong = [v for v in found if not isinstance(v, str | np.str_)]
@@ -87,7 +88,9 @@ def vertebra_labels(value: Vertebrae) -> tuple[int, ...] | None:
     """
     if value is None:
         return None
-    given = [value] if isinstance(value, str | int | np.integer) else list(value)
+    given: Iterable[Any] = (
+        value if isinstance(value, Iterable) and not isinstance(value, str | bytes) else [value]
+    )
     labels, unknown = [], []
     for item in given:
         try:

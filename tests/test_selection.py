@@ -280,6 +280,7 @@ def test_select_by_ids_keeps_their_order_and_names_an_unknown_one(store: Path) -
     assert select(ds, cases=picked).case.values.tolist() == [ids[2], ids[0]]
     with pytest.raises(CaseNotFoundError, match="no case 'nope'"):
         select(ds, cases=["nope"])
+    assert ds.ctspine.case_ids(split={"train"}) == ds.ctspine.case_ids(split="train")
     with pytest.raises(TypeError, match="split must be a str or a sequence of str"):
         ds.ctspine.case_ids(split=3)  # type: ignore[arg-type]
 

@@ -6,6 +6,7 @@ scaled voxel values in closest-canonical ``[z, y, x]`` order. :func:`to_nifti` w
 header bytes unchanged, then the voxels back in the source's axis order, unscaled to the
 header's data type and byte order, in Fortran order: nibabel reads the export exactly as it
 read the source (same header block, shape, affine, raw and scaled values).
+:func:`export_cases` writes every case of a selection (:mod:`ctspine_zarr.selection`) so.
 """
 
 from __future__ import annotations
