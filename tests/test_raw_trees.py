@@ -23,6 +23,7 @@ from ctspine_zarr.io.layout import find_cases
 from ctspine_zarr.schema import RAW_TREES_KEY
 from ctspine_zarr.testing.synthetic import make_raw_tree
 from ctspine_zarr.testing.synthetic.tree import write_split_file
+from ctspine_zarr.write.rawtrees import trees_after_ingest
 
 HINT = (
     "pass --add to add RAW's cases to the store (a case id in both is replaced by RAW's), or "
@@ -198,3 +199,48 @@ def test_ingest_help_documents_add() -> None:
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
     assert "--add add RAW's cases to a store made from another raw tree" in text
+
+
+# --------------------------------------------------------------------------------------------
+# The rule itself, on records
+# --------------------------------------------------------------------------------------------
+
+
+def _record(location: str, split: str | None, sources: list[str], ids: list[str]) -> dict:
+    return {
+        "location": location,
+        "split_file": None if split is None else {"sha256": split * 64, "size": 10},
+        "sources": sources,
+        "cases": len(ids),
+        "case_ids_sha256": hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest(),
+    }
+
+
+def test_which_tree_is_the_same_and_how_another_differs() -> None:
+    first = _record("file:///a", "1", ["COLONOG", "MSD-T10"], ["x", "y"])
+    root = {
+        "attributes": {RAW_TREES_KEY: [first]},
+        "consolidated_metadata": {"metadata": {"cases/x": {}, "cases/x/image": {}, "cases/y": {}}},
+    }
+    edited = _record("file:///a", "2", ["COLONOG"], ["x"])  # same place, new split file
+    assert trees_after_ingest(root, edited, add=False, overwrite=False, store="S") == [edited]
+    moved = _record("file:///b", "1", ["MSD-T10", "COLONOG"], ["y", "x"])  # same content
+    assert trees_after_ingest(root, moved, add=False, overwrite=False, store="S") == [moved]
+    other = _record("file:///c", None, ["COVID-19", "COLONOG"], ["x", "z", "w"])
+    with pytest.raises(TreeMismatchError) as raised:
+        trees_after_ingest(root, other, add=False, overwrite=False, store="S", case_ids=["x", "z"])
+    assert str(raised.value) == (
+        "S: made from another raw tree (/a); RAW /c differs: its split file is missing, the "
+        "store's sha256 111111111111; sources only in RAW: COVID-19; sources only in the "
+        "store's tree: MSD-T10; 3 cases in RAW (1 of them in the store already), 2 in the "
+        "store's tree"
+    )
+    both = trees_after_ingest(root, other, add=True, overwrite=False, store="S")
+    assert both == [first, other]
+    again = dict(other, split_file={"sha256": "3" * 64, "size": 1})
+    assert trees_after_ingest(
+        {"attributes": {RAW_TREES_KEY: both}}, again, add=False, overwrite=False, store="S"
+    ) == [first, again]
+    assert trees_after_ingest(root, other, add=False, overwrite=True, store="S") == [other]
+    assert trees_after_ingest(None, other, add=False, overwrite=False, store="S") == [other]
+    assert trees_after_ingest({"attributes": {}}, other, add=False, overwrite=False, store="S")

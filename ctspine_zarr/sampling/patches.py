@@ -112,7 +112,8 @@ class PatchSequence(_StoreSequence):
         if samples_per_epoch < 0:
             raise ValueError(f"samples_per_epoch must be >= 0; got {samples_per_epoch}")
         if not self.case_ids and samples_per_epoch:
-            raise ValueError("no case matches the filters")
+            given = self._selection().rstrip(", ") or "every case: the store holds none"
+            raise ValueError(f"no case matches the filters ({given})")
         self.patch_size: tuple[int, int, int] = (size[0], size[1], size[2])
         self.foreground_fraction = float(foreground_fraction)
         self.samples_per_epoch = int(samples_per_epoch)

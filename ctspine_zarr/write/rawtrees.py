@@ -179,4 +179,4 @@ def _difference(
 
 
 def _short(digest: str | None) -> str:
-    return f"sha256 {digest[:_SHOWN]}" if digest else "none"
+    return f"sha256 {digest[:_SHOWN]}" if digest else "missing"
