@@ -12,7 +12,9 @@ from .errors import (
     CTSpineError,
     IngestInterrupted,
     InvalidCaseError,
+    SelectionError,
     StoreError,
+    TreeMismatchError,
     VertebraNotFoundError,
 )
 from .io.export import to_nifti
@@ -27,7 +29,9 @@ __all__ = [
     "IngestInterrupted",
     "IngestReport",
     "InvalidCaseError",
+    "SelectionError",
     "StoreError",
+    "TreeMismatchError",
     "VertebraNotFoundError",
     "VerifyReport",
     "__version__",

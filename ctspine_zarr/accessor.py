@@ -19,6 +19,7 @@ from .io.slicereader import case_readers, read_blocks
 from .io.store import is_url, storage_options_of
 from .io.volume import cached_volume, open_volume
 from .schema import CASE_DIM, IMAGE, LABEL
+from .selection import Names, Vertebrae, select, selected_ids
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -55,22 +56,64 @@ class CTSpineAccessor:
             raise CaseNotFoundError(case, sorted(self._ids))
         return case
 
-    def case_ids(self, split: str | None = None, source: str | None = None) -> list[str]:
-        """Return the case ids, optionally of one split and/or one source.
+    def case_ids(
+        self, split: Names = None, source: Names = None, *, vertebra: Vertebrae = None
+    ) -> list[str]:
+        """Return the case ids, optionally of some splits, sources or vertebrae.
 
         Parameters
         ----------
         split
-            ``"train"``, ``"validation"``, ``"test"`` or ``"unassigned"``.
+            ``"train"``, ``"validation"``, ``"test"`` or ``"unassigned"``, or several.
         source
-            Source collection, e.g. ``"COLONOG"``.
+            Source collection, e.g. ``"COLONOG"``, or several.
+        vertebra
+            Only the cases holding this vertebra (``22`` or ``"L3"``), or any of several.
+
+        Raises
+        ------
+        SelectionError
+            For an unknown split, source or vertebra (a ``ValueError``), naming the valid
+            ones; see :meth:`select`.
         """
-        keep = np.ones(self._ds.sizes[CASE_DIM], dtype=bool)
-        if split is not None:
-            keep &= np.asarray(self._ds["split"].values).astype(object) == split
-        if source is not None:
-            keep &= np.asarray(self._ds["source"].values).astype(object) == source
-        return [str(c) for c in np.asarray(self._ds[CASE_DIM].values)[keep]]
+        return selected_ids(self._ds, split=split, source=source, vertebra=vertebra)
+
+    def select(
+        self,
+        split: Names = None,
+        source: Names = None,
+        *,
+        vertebra: Vertebrae = None,
+        cases: Sequence[str] | None = None,
+    ) -> xr.Dataset:
+        """Return the catalogue's rows of the cases selected: a Dataset, fewer cases.
+
+        The same variables, attributes and store: ``ds.ctspine.select(split="train")
+        .ctspine.volume(case)`` works, and so do ``.ctspine.stats()`` (the selected cases)
+        and ``.ctspine.case_ids()``. The loaders, the statistics, the export and the
+        ``cases`` command select the same way (:mod:`ctspine_zarr.selection`).
+
+        Parameters
+        ----------
+        split
+            ``"train"``, ``"validation"``, ``"test"`` or ``"unassigned"``, or several;
+            None (the default): every split.
+        source
+            Source collection (``"COLONOG"``), or several; None: every source.
+        vertebra
+            Keep the cases holding this vertebra (``22`` or ``"L3"``), or any of several.
+        cases
+            Keep these case ids, in this order.
+
+        Raises
+        ------
+        SelectionError
+            For an unknown split, source or vertebra (a ``ValueError``); the message names
+            the valid ones and those the store holds.
+        CaseNotFoundError
+            For an id in ``cases`` the catalogue does not hold.
+        """
+        return select(self._ds, split=split, source=source, vertebra=vertebra, cases=cases)
 
     def volume(self, case: str) -> xr.Dataset:
         """Return one case lazily: ``image`` and ``label`` on ``(z, y, x)``, coordinates in mm."""
@@ -146,8 +189,10 @@ class CTSpineAccessor:
 
     def stats(
         self,
-        split: str | Sequence[str] | None = None,
+        split: Names = None,
         *,
+        source: Names = None,
+        vertebra: Vertebrae = None,
         cases: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> DatasetStats:
@@ -157,8 +202,13 @@ class CTSpineAccessor:
         ----------
         split
             Only cases of this split (or these splits).
+        source
+            Only cases of this source (or these sources).
+        vertebra
+            Only cases holding this vertebra (``22`` or ``"L3"``), or any of several.
         cases
-            Only these cases (default: every case of this catalogue).
+            Only these cases (default: every case of this catalogue, which may be a
+            :meth:`select`-ion).
         **kwargs
             Passed to :func:`ctspine_zarr.stats.compute_stats` (``scheduler``, ``workers``,
             ``progress``, ``fingerprint_samples``, ...).
@@ -174,6 +224,8 @@ class CTSpineAccessor:
         return compute_stats(
             location,
             split=split,
+            source=source,
+            vertebra=vertebra,
             cases=self.case_ids() if cases is None else cases,
             storage_options=options or None,
             **kwargs,

@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cliargs
+from . import cliargs, clicases
 from .clierrors import explain, remotes_of
 from .errors import use_command_line_names
-from .schema import IMAGE_CODEC_CHOICES, SPLITS
+from .schema import IMAGE_CODEC_CHOICES
 
 # the helpers every command uses, under the names the commands call them by
 _storage_options, _output = cliargs.storage_options, cliargs.output
@@ -35,6 +35,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         force_clear=args.force_clear,
         repair=args.repair,
+        add=args.add,
         storage_options=_storage_options(args.storage_options),
         raw_storage_options=_storage_options(args.raw_storage_options),
         codec=args.codec,
@@ -57,9 +58,13 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_info(args: argparse.Namespace) -> int:
     from .info import describe
     from .io.store import open_catalogue
+    from .selection import describe_selection, select
 
     ds = open_catalogue(args.store, storage_options=_storage_options(args.storage_options))
-    print(describe(ds, location=args.store))
+    chosen = cliargs.selection(args)
+    selected = describe_selection(**chosen)
+    heading = f"{args.store} ({selected})" if selected else args.store
+    print(describe(select(ds, **chosen), location=heading))
     return 0
 
 
@@ -74,22 +79,6 @@ def _report_written(
         return 2
     print(f"wrote {path}")
     return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from .io.export import to_nifti
-
-    return _report_written(
-        "export",
-        lambda: to_nifti(
-            args.store,
-            args.case,
-            args.out,
-            label=args.label,
-            storage_options=_storage_options(args.storage_options),
-        ),
-        (ValueError,),
-    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -154,6 +143,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     result = compute_stats(
         args.store,
         split=args.split,
+        source=args.source,
+        vertebra=args.vertebra,
         cases=args.cases,
         storage_options=options,
         scheduler=args.scheduler,
@@ -223,21 +214,6 @@ def _python_snippet(store: Path) -> str:
     return f"{python} -c {shlex.quote(code)}"
 
 
-def _cmd_cases(args: argparse.Namespace) -> int:
-    from .info import case_table
-    from .io.store import open_catalogue
-
-    ds = open_catalogue(args.store, storage_options=_storage_options(args.storage_options))
-    table = case_table(ds, split=args.split, source=args.source)
-    if args.json:
-        print(json.dumps(json.loads(table.to_json(orient="records")), indent=2))
-    elif len(table):
-        print(table.to_string(index=False))
-    if not len(table):
-        print(f"no case matches (the store holds {ds.sizes.get('case', 0)})", file=sys.stderr)
-    return 0
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     import urllib.parse
 
@@ -278,7 +254,8 @@ def _add_ingest(sub: Any) -> None:
         "ingest",
         help="rewrite a raw CTSpine1K tree into a Zarr store",
         description="Rewrite a raw CTSpine1K tree into a Zarr store. A rerun resumes: it "
-        "skips the cases already stored and unchanged.",
+        "skips the cases already stored and unchanged, and moves those whose split the split "
+        "file changed. A store made from another raw tree takes RAW's cases only with --add.",
         problems="some cases were refused or failed (the others are stored)",
     )
     p.add_argument("raw", help="folder (or URL) holding rawdata/ and metadata/")
@@ -313,6 +290,12 @@ def _add_ingest(sub: Any) -> None:
         "rerun checks metadata and shard indexes only)",
     )
     p.add_argument(
+        "--add",
+        action="store_true",
+        help="add RAW's cases to a store made from another raw tree (without it such a "
+        "store is refused, naming how the trees differ; the same tree again needs none)",
+    )
+    p.add_argument(
         "--codec",
         default="default",
         choices=IMAGE_CODEC_CHOICES,
@@ -334,51 +317,14 @@ def _add_info(sub: Any) -> None:
     p = sub.add_parser(
         "info",
         help="print the catalogue summary of a store",
-        description="Print the catalogue summary of a store: cases per split and source, "
-        "slices, spacing, vertebrae, codecs. The case ids: ctspine-zarr cases STORE.",
+        description="Print the catalogue summary of a store (or of the cases selected): "
+        "cases per split and source, slices, spacing, vertebrae, codecs. The case ids: "
+        "ctspine-zarr cases STORE.",
     )
     p.add_argument("store", help="path or fsspec URL of the store")
+    cliargs.add_selection(p)
     _add_location_options(p)
     p.set_defaults(func=_cmd_info)
-
-
-def _add_cases(sub: Any) -> None:
-    p = sub.add_parser(
-        "cases",
-        help="list the case ids with split, source, slices and vertebrae",
-        description="List the cases of a store, one per line: id, split, source, slices, "
-        "the range of vertebrae present (C3-L5) and how many. Reads the catalogue only.",
-    )
-    p.add_argument("store", help="path or fsspec URL of the store")
-    p.add_argument(
-        "--split",
-        action="append",
-        choices=SPLITS,
-        help="only the cases of this split (repeatable; default: every case)",
-    )
-    p.add_argument(
-        "--source",
-        action="append",
-        help="only the cases of this source, e.g. COLONOG (repeatable; default: every case)",
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON array of records")
-    _add_location_options(p)
-    p.set_defaults(func=_cmd_cases)
-
-
-def _add_export(sub: Any) -> None:
-    p = sub.add_parser(
-        "export",
-        help="write a case back to NIfTI with its original header",
-        description="Write a case's image (or label map) back to the NIfTI file it was "
-        "ingested from: the original header, voxel order and values.",
-    )
-    p.add_argument("store", help="path or fsspec URL of the store")
-    p.add_argument("case", help="case id (ctspine-zarr cases STORE lists them)")
-    _add_output(p, "output .nii or .nii.gz path (its folder must exist)", old_option=False)
-    p.add_argument("--label", action="store_true", help="export the label map, not the image")
-    _add_location_options(p)
-    p.set_defaults(func=_cmd_export)
 
 
 def _add_verify(sub: Any) -> None:
@@ -538,8 +484,8 @@ def _add_serve(sub: Any) -> None:
 _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_ingest,
     _add_info,
-    _add_cases,
-    _add_export,
+    clicases.add_cases,
+    clicases.add_export,
     _add_verify,
     _add_show,
     _add_pyramid,

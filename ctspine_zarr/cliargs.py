@@ -17,14 +17,17 @@ from collections.abc import Callable
 from typing import Any, Literal, NoReturn
 
 __all__ = [
+    "SELECTION_OPTIONS",
     "HelpFormatter",
     "Parser",
+    "add_selection",
     "fingerprint_samples",
     "json_options",
     "port",
     "positive_int",
     "scheduler",
     "seed",
+    "selection",
     "workers",
 ]
 
@@ -228,13 +231,62 @@ def add_location_options(
         parser.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
 
 
+def _names(text: str) -> list[str]:
+    """``a,b`` as ``["a", "b"]``: an option's comma list (blanks dropped)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+#: The options that select cases, as :func:`add_selection` adds them (``dest``: flag).
+SELECTION_OPTIONS = {"split": "--split", "source": "--source", "vertebra": "--vertebra"}
+
+
+def add_selection(parser: argparse.ArgumentParser, *, vertebra: bool = True) -> None:
+    """Add ``--split``, ``--source`` (and ``--vertebra``): repeatable, or comma lists.
+
+    Every command that selects cases takes them the same way, and hands them to the one
+    selection of the library (:mod:`ctspine_zarr.selection`), which refuses an unknown value
+    naming the valid ones: a one-line error, exit code 2.
+    """
+    from .schema import SOURCES, SPLITS
+
+    parser.add_argument(
+        "--split",
+        action="extend",
+        type=_names,
+        metavar="SPLIT",
+        help=f"only the cases of this split: {', '.join(SPLITS)} (repeat it, or give a comma "
+        "list, for several; default: every case)",
+    )
+    parser.add_argument(
+        "--source",
+        action="extend",
+        type=_names,
+        metavar="SOURCE",
+        help=f"only the cases of this source, e.g. {', '.join(SOURCES[:2])} (repeatable, or a "
+        "comma list; default: every case)",
+    )
+    if vertebra:
+        parser.add_argument(
+            "--vertebra",
+            action="extend",
+            type=_names,
+            metavar="V",
+            help="only the cases holding this vertebra, a name (L3) or VerSe label (22) "
+            "(repeatable, or a comma list: any of them; default: every case)",
+        )
+
+
+def selection(args: argparse.Namespace) -> dict[str, list[str] | None]:
+    """The selection a command line gives: ``split``, ``source``, ``vertebra`` keywords."""
+    return {name: getattr(args, name, None) for name in SELECTION_OPTIONS}
+
+
 def add_workers(parser: argparse.ArgumentParser, text: str) -> None:
     parser.add_argument("--workers", type=workers, metavar="N", help=text)
 
 
 def stats_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the arguments of ``ctspine-zarr stats`` to ``parser``."""
-    from .schema import SPLITS
     from .stats import NNUNET_SEED
 
     parser.add_argument("store", help="path or fsspec URL of the store")
@@ -244,12 +296,7 @@ def stats_arguments(parser: argparse.ArgumentParser) -> None:
         "hu_histograms.parquet and the PNG plots (default: print the summary only)",
         old_option=True,
     )
-    parser.add_argument(
-        "--split",
-        action="append",
-        choices=SPLITS,
-        help="only cases of this split (repeatable; default: every case)",
-    )
+    add_selection(parser)
     parser.add_argument(
         "--case",
         action="append",

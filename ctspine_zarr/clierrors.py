@@ -174,7 +174,7 @@ def explain(
         if _named(found, *_CREDENTIAL_ERRORS) or _denied(found):
             return _s3_error(err, found, s3)
     if isinstance(err, CTSpineError):
-        return Explained(str(err))
+        return Explained(str(err), hint=str(getattr(err, "hint", "") or ""))
     for found in chain:
         if _from_library(found, "botocore") or _from_library(found, "aiobotocore"):
             return _s3_error(err, found, s3)

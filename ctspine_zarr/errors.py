@@ -82,8 +82,67 @@ class VertebraNotFoundError(CTSpineError, KeyError):
         return self.message
 
 
+class SelectionError(CTSpineError, ValueError):
+    """A split, source or vertebra that no case can have; the message names the valid ones.
+
+    Parameters
+    ----------
+    kind
+        ``"split"``, ``"source"`` or ``"vertebra"``.
+    unknown
+        The values given that are not valid.
+    valid
+        Every valid value.
+    present
+        The values the store's cases have, named too when given and not all of ``valid``.
+    also
+        Said after the valid values (``"or their labels 1-28"``).
+    """
+
+    _PLURAL = {"vertebra": "vertebrae"}
+
+    def __init__(
+        self,
+        kind: str,
+        unknown: Iterable[Any],
+        valid: Iterable[str],
+        present: Iterable[str] | None = None,
+        also: str = "",
+    ) -> None:
+        self.kind = kind
+        self.unknown = list(unknown)
+        self.valid = list(valid)
+        self.present = None if present is None else list(present)
+        plural = self._PLURAL.get(kind, kind + "s")
+        shown = ", ".join(repr(printable(u) if isinstance(u, str) else u) for u in self.unknown)
+        message = f"unknown {plural if len(self.unknown) > 1 else kind} {shown}; the {plural} "
+        message += f"are {', '.join(self.valid)}{f' {also}' if also else ''}"
+        if self.present is not None and set(self.present) != set(self.valid):
+            message += f" (the store holds {', '.join(self.present) or 'none'})"
+        folded = {v.lower(): v for v in self.valid}
+        close = [
+            folded[match]
+            for u in self.unknown
+            for match in difflib.get_close_matches(str(u).lower(), list(folded), n=1, cutoff=0.6)
+        ]
+        if close:
+            message += f"; did you mean {', '.join(map(repr, dict.fromkeys(close)))}?"
+        super().__init__(message)
+
+
 class StoreError(CTSpineError):
     """A store that is missing, of another kind, or of an unsupported format version."""
+
+
+class TreeMismatchError(StoreError):
+    """An ingest of a raw tree into a store made from another tree, without ``add``.
+
+    Nothing was written. ``hint`` says how to add the tree's cases anyway.
+    """
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        self.hint = hint
+        super().__init__(message)
 
 
 class CaseNotFoundError(CTSpineError, KeyError):

@@ -3,13 +3,12 @@ the table of its cases ``ctspine-zarr cases`` prints."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .schema import CASE_DIM, SPLITS
+from .schema import CASE_DIM
+from .selection import Names, Vertebrae, select
 from .vertebrae import ANATOMICAL_ORDER, VERTEBRA_NAMES
 
 __all__ = ["CASE_COLUMNS", "case_table", "describe"]
@@ -85,8 +84,9 @@ def _span(values: xr.DataArray) -> str:
 def case_table(
     ds: xr.Dataset,
     *,
-    split: str | Sequence[str] | None = None,
-    source: str | Sequence[str] | None = None,
+    split: Names = None,
+    source: Names = None,
+    vertebra: Vertebrae = None,
 ) -> pd.DataFrame:
     """Return one row per case of a catalogue: id, split, source, slices, vertebrae.
 
@@ -98,14 +98,19 @@ def case_table(
     ----------
     ds
         A catalogue (``ctspine_zarr.open`` or ``xr.open_zarr``).
-    split, source
-        Only the cases of this split or source (or of any of these); default: every case.
+    split, source, vertebra
+        Only the cases of this split or source, or holding this vertebra (or any of
+        several): :func:`ctspine_zarr.selection.select`; default: every case.
 
     Raises
     ------
-    ValueError
-        For a split or source the catalogue does not know; the message names the known ones.
+    SelectionError
+        For an unknown split, source or vertebra (a ``ValueError``); the message names the
+        valid ones and those the store holds.
     """
+    ds = select(ds, split=split, source=source, vertebra=vertebra)
+    if not ds.sizes.get(CASE_DIM, 0):
+        return pd.DataFrame({name: [] for name in CASE_COLUMNS}, columns=list(CASE_COLUMNS))
     ids = [str(c) for c in ds[CASE_DIM].values]
     table = pd.DataFrame(
         {
@@ -118,21 +123,7 @@ def case_table(
         },
         columns=list(CASE_COLUMNS),
     )
-    for column, wanted, known in (
-        ("split", split, SPLITS),
-        ("source", source, sorted(set(table["source"]))),
-    ):
-        if wanted is None:
-            continue
-        chosen = [wanted] if isinstance(wanted, str) else list(wanted)
-        unknown = sorted(set(chosen) - set(known))
-        if unknown:
-            raise ValueError(
-                f"{column} {', '.join(map(repr, unknown))} is not one of the store's: "
-                f"{', '.join(known) or 'none'}"
-            )
-        table = table[table[column].isin(chosen)]
-    return table.reset_index(drop=True)
+    return table
 
 
 def _ranges(ds: xr.Dataset) -> list[str]:

@@ -69,6 +69,8 @@ SHARD_CRC_KEY: Final = "shard_index_crc32"
 CATALOGUE_CRC_KEY: Final = "catalogue_chunk_crc32"
 #: Root attribute: the catalogue's generation, incremented by every ingest.
 GENERATION_KEY: Final = "catalogue_generation"
+#: Root attribute: the raw trees the store was made from (``ctspine_zarr.write.rawtrees``).
+RAW_TREES_KEY: Final = "raw_trees"
 #: Chunk key encodings the catalogue arrays rotate through, one per generation, so that a
 #: new catalogue never overwrites the chunks of the two before it (see docs/format.md).
 CATALOGUE_KEY_ENCODINGS: Final = (

@@ -11,7 +11,7 @@ import xarray as xr
 
 import ctspine_zarr
 from ctspine_zarr import compat
-from ctspine_zarr.errors import CaseNotFoundError, StoreError
+from ctspine_zarr.errors import CaseNotFoundError, SelectionError, StoreError
 from ctspine_zarr.io.vertebracoords import vertebra_coordinates
 
 
@@ -157,7 +157,8 @@ def test_case_ids_filters_by_split_and_source(store: Path) -> None:
         ids = ds.ctspine.case_ids(source=source)
         assert ids and set(ids) <= set(everything)
         assert all(str(ds.sel(case=c).source.values) == source for c in ids)
-    assert ds.ctspine.case_ids(split="train", source="nowhere") == []
+    with pytest.raises(SelectionError, match="unknown source 'nowhere'; the sources are COLONOG"):
+        ds.ctspine.case_ids(split="train", source="nowhere")  # was [], silently
 
 
 def test_accessor_on_a_dataset_from_elsewhere_says_how_to_open() -> None:

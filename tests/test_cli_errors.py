@@ -103,7 +103,7 @@ def test_bad_values_of_every_kind_are_usage_errors(store: Path, tmp_path: Path) 
         (("demo", tmp_path / "d", "--size", "-3"), "--size: must be a whole number of at least 1"),
         (("serve", store, "--port", "70000"), "--port: must be a TCP port from 0 to 65535"),
         (("stats", store, "--fingerprint-samples", "x"), "--fingerprint-samples: must be 'nnunet'"),
-        (("stats", store, "--split", "trian"), "--split: invalid choice: 'trian'"),
+        (("stats", store, "--split", "trian"), "unknown split 'trian'; the splits are train,"),
         (("cases", store, "junk", "--bogus"), "cases: error: unrecognized arguments: junk --bogus"),
     ):
         lines = error_lines(cli(*args), str(args[0]))

@@ -33,10 +33,10 @@ def _complete(store: Path) -> set[str]:
     return done
 
 
-def _ingest_and_kill(raw: Path, store: Path, *, after: int) -> set[str]:
+def _ingest_and_kill(raw: Path, store: Path, *extra: str, after: int) -> set[str]:
     """Run ``ctspine-zarr ingest`` in a child, SIGKILL it once ``after`` cases are complete."""
     child = subprocess.Popen(
-        ingest_command(raw, store),
+        ingest_command(raw, store, *extra),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -83,14 +83,15 @@ def test_a_reader_during_an_interrupted_second_ingest_sees_the_old_catalogue(
     first, second, store = tmp_path / "first", tmp_path / "second", tmp_path / "s.zarr"
     first_cases = make_raw_tree(first, n_cases=2, shape=(32, 32), n_slices=(10, 12), seed=1)
     assert ctspine_zarr.ingest(first, store, workers=1, progress=False).ok
-    # another raw tree (say VerSe) into the same store, killed part-way
+    # another raw tree (say VerSe) added to the same store, killed part-way
     second_cases = make_raw_tree(second, n_cases=6, shape=(128, 128), n_slices=(60, 90), seed=2)
     second_cases = [c for c in second_cases if c.case_id not in {f.case_id for f in first_cases}]
-    _ingest_and_kill(second, store, after=len(first_cases) + 1)
+    _ingest_and_kill(second, store, "--add", after=len(first_cases) + 1)
     ds = ctspine_zarr.open(store)
     assert sorted(ds.ctspine.case_ids()) == sorted(c.case_id for c in first_cases)
     _assert_exact(store, first_cases)
-    report = ctspine_zarr.ingest(second, store, workers=1, progress=False)
+    # the killed ingest published nothing: the store still records the first tree alone
+    report = ctspine_zarr.ingest(second, store, workers=1, progress=False, add=True)
     assert report.ok
     ds = ctspine_zarr.open(store)
     every = first_cases + second_cases

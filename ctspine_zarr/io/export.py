@@ -6,6 +6,7 @@ scaled voxel values in closest-canonical ``[z, y, x]`` order. :func:`to_nifti` w
 header bytes unchanged, then the voxels back in the source's axis order, unscaled to the
 header's data type and byte order, in Fortran order: nibabel reads the export exactly as it
 read the source (same header block, shape, affine, raw and scaled values).
+:func:`export_cases` writes every case of a selection (:mod:`ctspine_zarr.selection`) so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import itertools
 import os
 import pathlib
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import nibabel as nib
@@ -28,9 +29,10 @@ from zarr.abc.store import Store
 
 from ..errors import StoreError
 from ..schema import COMPLETE_KEY, IMAGE, IMAGE_HEADER, LABEL, LABEL_HEADER
-from .store import case_group
+from ..selection import Names, Vertebrae, selected_ids
+from .store import case_group, open_catalogue
 
-__all__ = ["header_from_bytes", "source_layout", "to_nifti", "unscale"]
+__all__ = ["export_cases", "header_from_bytes", "source_layout", "to_nifti", "unscale"]
 
 #: How many neighbouring floats :func:`unscale` tries for a float type that does not invert.
 _MAX_ULP_STEPS = 4
@@ -257,6 +259,81 @@ def to_nifti(
     except ValueError as err:
         raise StoreError(f"case {case_id!r}: {name}: {err}") from err
     return out_path
+
+
+#: How :func:`export_cases` names a label map: the raw tree's ``<case>_seg.nii.gz``.
+LABEL_SUFFIX = "_seg"
+
+
+def export_cases(
+    location: str | os.PathLike[str] | Store,
+    folder: str | os.PathLike[str],
+    *,
+    split: Names = None,
+    source: Names = None,
+    vertebra: Vertebrae = None,
+    cases: Sequence[str] | None = None,
+    label: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    compresslevel: int = 6,
+    on_done: Callable[[pathlib.Path], None] | None = None,
+) -> list[pathlib.Path]:
+    """Write the selected cases back to NIfTI, one file each, into ``folder``.
+
+    Each file is what :func:`to_nifti` writes: ``<case>.nii.gz`` for an image, or
+    ``<case>_seg.nii.gz`` for a label map (the raw tree's names, so both fit one folder).
+
+    Parameters
+    ----------
+    location
+        Local path, fsspec URL or zarr store of the ctspine store.
+    folder
+        Local folder for the files; created if missing (its parent must exist).
+    split, source, vertebra, cases
+        The cases to export (:func:`ctspine_zarr.selection.case_positions`); default: every
+        case.
+    label
+        Export the label maps instead of the images.
+    storage_options
+        fsspec options for a URL store.
+    compresslevel
+        gzip level.
+    on_done
+        Called with each file written (a progress bar's update).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written, in catalogue order.
+
+    Raises
+    ------
+    SelectionError
+        For an unknown split, source or vertebra (before anything is written).
+    FileNotFoundError
+        When the parent of ``folder`` does not exist.
+    """
+    catalogue = open_catalogue(location, storage_options=storage_options)
+    chosen = selected_ids(catalogue, split=split, source=source, vertebra=vertebra, cases=cases)
+    out = pathlib.Path(os.fspath(folder))
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"{out}: no folder {out.parent} to create it in (create it first)")
+    out.mkdir(exist_ok=True)
+    written = []
+    for case_id in chosen:
+        name = f"{case_id}{LABEL_SUFFIX if label else ''}.nii.gz"
+        path = to_nifti(
+            location,
+            case_id,
+            out / name,
+            label=label,
+            storage_options=storage_options,
+            compresslevel=compresslevel,
+        )
+        written.append(path)
+        if on_done is not None:
+            on_done(path)
+    return written
 
 
 def _stored_header(

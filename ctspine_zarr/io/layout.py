@@ -9,6 +9,7 @@ The Hugging Face copy lays the files out as::
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import stat
@@ -65,6 +66,9 @@ class RawTree:
     problems: list[tuple[RawCase, str]] = field(default_factory=list)
     split_without_files: list[str] = field(default_factory=list)
     has_split_file: bool = False
+    #: SHA-256 (hex) and size of the split file's bytes (None: no split file)
+    split_sha256: str | None = None
+    split_size: int | None = None
 
 
 def case_id_from_name(name: str) -> str | None:
@@ -267,9 +271,13 @@ def find_cases(raw: str, *, storage_options: dict[str, Any] | None = None) -> Ra
 
     split_path = posixpath.join(root, SPLIT_FILE)
     has_split = fs.isfile(split_path)
-    splits = parse_split_file(fs.cat_file(split_path).decode("utf-8-sig")) if has_split else {}
+    split_bytes = fs.cat_file(split_path) if has_split else None
+    splits = parse_split_file(split_bytes.decode("utf-8-sig")) if split_bytes is not None else {}
 
     tree = RawTree(root=str(raw), cases=[], has_split_file=has_split)
+    if split_bytes is not None:
+        tree.split_sha256 = hashlib.sha256(split_bytes).hexdigest()
+        tree.split_size = len(split_bytes)
     per_id = Counter(case_id for _, case_id in images)
     collisions = normalisation_collisions(sorted({c for _, c in images} | {c for _, c in labels}))
     for key in sorted(set(images) | set(labels), key=lambda k: (k[1], k[0])):

@@ -1,6 +1,7 @@
 """Which cases of a store a training sequence serves, as small numpy index arrays.
 
-:func:`select_cases` filters the store's catalogue by split, source and vertebra and keeps,
+:func:`select_cases` selects the store's cases by split, source and vertebra (through
+:mod:`ctspine_zarr.selection`, as every reader does) and keeps,
 per selected case, what the sequences need to plan their items without reading an array:
 its id, source and split, shape, voxel spacing, and which vertebrae it holds with their
 boxes. :data:`VERTEBRA_COLUMN` maps a vertebra label to its column in those arrays.
@@ -8,14 +9,14 @@ boxes. :data:`VERTEBRA_COLUMN` maps a vertebra label to its column in those arra
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import numpy as np
 import xarray as xr
 
-from ..schema import CASE_DIM, SOURCES, VERTEBRA_DIM
+from ..schema import CASE_DIM, VERTEBRA_DIM
+from ..selection import Names, Vertebrae, case_positions
 from ..vertebrae import VERTEBRA_LABELS
 
 __all__ = ["VERTEBRA_COLUMN", "CaseTable", "select_cases"]
@@ -55,61 +56,42 @@ class CaseTable:
 def select_cases(
     catalogue: xr.Dataset,
     *,
-    split: str | None,
-    source: str | Sequence[str] | None,
-    vertebra: int | None,
+    split: Names = None,
+    source: Names = None,
+    vertebra: Vertebrae = None,
 ) -> CaseTable:
     """Return the cases of ``catalogue`` in ``split``, of ``source``, holding ``vertebra``.
 
-    None selects all splits, sources or cases. A catalogue whose vertebra axis differs from
-    :data:`ctspine_zarr.vertebrae.VERTEBRA_LABELS` is aligned to it first.
+    The selection is :func:`ctspine_zarr.selection.case_positions`'s: None selects every
+    case, each filter takes one value or several. A catalogue whose vertebra axis differs
+    from :data:`ctspine_zarr.vertebrae.VERTEBRA_LABELS` is aligned to it first.
 
     Raises
     ------
-    ValueError
-        For an unknown source.
+    SelectionError
+        For an unknown split, source or vertebra (a ``ValueError``), naming the valid ones.
     """
-    n_all = catalogue.sizes.get(CASE_DIM, 0)
-    if n_all and list(catalogue[VERTEBRA_DIM].values) != list(VERTEBRA_LABELS):
+    rows = case_positions(catalogue, split=split, source=source, vertebra=vertebra)
+    if not len(rows):
+        return _no_cases()
+    if list(catalogue[VERTEBRA_DIM].values) != list(VERTEBRA_LABELS):
         labels = np.asarray(VERTEBRA_LABELS, dtype=catalogue[VERTEBRA_DIM].dtype)
         absent = {"has_vertebra": False, "bbox_start": -1, "bbox_stop": -1}
         catalogue = catalogue.reindex({VERTEBRA_DIM: labels}, fill_value=absent)
-    if n_all and "split" in catalogue:
-        ids = np.array([str(c) for c in catalogue[CASE_DIM].values], dtype=object)
-        splits = np.array([str(v) for v in catalogue["split"].values], dtype=object)
-        sources = np.array([str(v) for v in catalogue["source"].values], dtype=object)
-    else:
-        n_all = 0
-        ids = splits = sources = np.array([], dtype=object)
-    keep = np.ones(n_all, dtype=bool)
-    if split is not None:
-        keep &= splits == split
-    if source is not None:
-        wanted = [source] if isinstance(source, str) else list(source)
-        unknown = sorted(set(wanted) - set(SOURCES) - set(sources.tolist()))
-        if unknown:
-            raise ValueError(f"unknown source(s) {unknown}; sources are {list(SOURCES)}")
-        keep &= np.isin(sources, wanted)
-    if n_all:
-        has = np.asarray(catalogue["has_vertebra"].values, dtype=bool)
-    else:
-        has = np.zeros((0, len(VERTEBRA_LABELS)), dtype=bool)
-    if vertebra is not None:
-        keep &= has[:, VERTEBRA_COLUMN[vertebra]]
-    rows = np.flatnonzero(keep)
-    if not len(rows):
-        return _no_cases()
 
     def column(name: str, dtype: Any) -> np.ndarray:
         return np.asarray(catalogue[name].values, dtype=dtype)[rows]
 
+    def strings(name: str) -> tuple[str, ...]:
+        return tuple(str(v) for v in np.asarray(catalogue[name].values)[rows])
+
     return CaseTable(
-        ids=tuple(str(c) for c in ids[rows]),
-        sources=tuple(str(s) for s in sources[rows]),
-        splits=tuple(str(s) for s in splits[rows]),
+        ids=strings(CASE_DIM),
+        sources=strings("source"),
+        splits=strings("split"),
         shapes=np.stack([column(n, np.int64) for n in ("n_slices", "n_y", "n_x")], 1),
         spacings=np.stack([column(f"spacing_{a}", np.float64) for a in ("z", "y", "x")], 1),
-        has_vertebra=has[rows],
+        has_vertebra=column("has_vertebra", bool),
         bbox_start=column("bbox_start", np.int64),
         bbox_stop=column("bbox_stop", np.int64),
     )

@@ -22,6 +22,7 @@ from .sequences import _StoreSequence
 if TYPE_CHECKING:  # the inherited fields' annotations, resolved by the API reference
     import numpy.typing as npt  # noqa: F401
 
+    from ..selection import Names, Vertebrae  # noqa: F401
     from .sequences import Location, Transform  # noqa: F401
 
 __all__ = ["PAD_IMAGE", "PAD_LABEL", "PatchSequence"]
@@ -61,8 +62,8 @@ class PatchSequence(_StoreSequence):
     ``round(foreground_fraction * samples_per_epoch)`` items are foreground: the first ones of
     a permutation of the indices seeded by ``(seed, e, samples_per_epoch)``.
 
-    A foreground item picks a case holding a vertebra (the ``vertebra`` filter, or any), one of
-    its vertebrae, a slice holding it (stored ``slice_vertebrae`` index) and a point in the
+    A foreground item picks a case holding a vertebra (one of the ``vertebra`` filter, or any),
+    one of those vertebrae, a slice holding it (stored ``slice_vertebrae`` index) and a point in the
     vertebra's box (catalogue ``bbox_start``/``bbox_stop``) as patch centre, the patch clipped
     to the volume. Only the patch's z range is read. When the patch is narrower in y/x than the
     box and misses the vertebra, the y/x centre is redrawn on the label slices already read
@@ -111,7 +112,8 @@ class PatchSequence(_StoreSequence):
         if samples_per_epoch < 0:
             raise ValueError(f"samples_per_epoch must be >= 0; got {samples_per_epoch}")
         if not self.case_ids and samples_per_epoch:
-            raise ValueError("no case matches the filters")
+            given = self._selection().rstrip(", ") or "every case: the store holds none"
+            raise ValueError(f"no case matches the filters ({given})")
         self.patch_size: tuple[int, int, int] = (size[0], size[1], size[2])
         self.foreground_fraction = float(foreground_fraction)
         self.samples_per_epoch = int(samples_per_epoch)
@@ -120,11 +122,9 @@ class PatchSequence(_StoreSequence):
         self.seed = self.rng_seed
         self.n_foreground = round(self.foreground_fraction * self.samples_per_epoch)
         holds = self.has_vertebra.copy()
-        if self.label is not None:
+        if self.labels is not None:
             holds[:] = False
-            holds[:, VERTEBRA_COLUMN[self.label]] = self.has_vertebra[
-                :, VERTEBRA_COLUMN[self.label]
-            ]
+            holds[:, self._columns()] = self.has_vertebra[:, self._columns()]
         #: Cases a foreground patch may come from, and the vertebra columns each holds.
         self.foreground_cases = np.flatnonzero(holds.any(axis=1))
         if self.n_foreground and not len(self.foreground_cases):

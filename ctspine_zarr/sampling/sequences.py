@@ -22,8 +22,8 @@ from zarr.abc.store import Store
 
 from ..io.slicereader import CaseReaders, Request, case_readers, read_blocks
 from ..io.store import case_group, open_catalogue
-from ..schema import SLICE_VERTEBRAE, SPLITS
-from ..vertebrae import parse_vertebra
+from ..schema import SLICE_VERTEBRAE
+from ..selection import Names, Vertebrae, vertebra_labels
 from .cases import VERTEBRA_COLUMN, select_cases
 
 __all__ = ["Item", "SliceSequence", "VolumeSequence"]
@@ -45,32 +45,31 @@ class _StoreSequence(Sequence[Item]):
     """
 
     store: Location = field(kw_only=False)
-    split: str | None = field(default="train", kw_only=False)
-    source: str | Sequence[str] | None = None
-    vertebra: int | str | None = None
+    split: Names = field(default=None, kw_only=False)
+    source: Names = None
+    vertebra: Vertebrae = None
     transform: Transform | None = None
     image_dtype: npt.DTypeLike | None = np.float32
     segmentation_dtype: npt.DTypeLike | None = np.int64
     storage_options: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.split is not None and self.split not in SPLITS:
-            raise ValueError(
-                f"split must be one of {SPLITS} or None (all cases); got {self.split!r}"
-            )
         store = self.store
         self.location: Location = store if isinstance(store, Store) else os.fspath(store)
         self.storage_options = dict(self.storage_options or {})
-        #: The vertebra filter as a VerSe label (``vertebra`` is normalised to it too).
-        self.label: int | None = None if self.vertebra is None else parse_vertebra(self.vertebra)
-        self.vertebra = self.label
+        #: The vertebra filter as VerSe labels (None: none); ``vertebra`` is normalised to
+        #: the label when one was given, else to this tuple.
+        self.labels: tuple[int, ...] | None = vertebra_labels(self.vertebra)
+        #: The vertebra filter's label when it names one vertebra, else None.
+        self.label: int | None = self.labels[0] if self.labels and len(self.labels) == 1 else None
+        self.vertebra = self.label if self.label is not None else self.labels
         self.dtypes: tuple[np.dtype[Any] | None, np.dtype[Any] | None] = (
             None if self.image_dtype is None else np.dtype(self.image_dtype),
             None if self.segmentation_dtype is None else np.dtype(self.segmentation_dtype),
         )
         self.image_dtype, self.segmentation_dtype = self.dtypes
         catalogue = open_catalogue(self.location, storage_options=self.storage_options)
-        cases = select_cases(catalogue, split=self.split, source=self.source, vertebra=self.label)
+        cases = select_cases(catalogue, split=self.split, source=self.source, vertebra=self.labels)
         #: Case ids of the dataset; ``index`` of an item is a position in this tuple.
         self.case_ids: tuple[str, ...] = cases.ids
         self.case_sources: tuple[str, ...] = cases.sources
@@ -80,6 +79,10 @@ class _StoreSequence(Sequence[Item]):
         self.has_vertebra = cases.has_vertebra
         self.bbox_start = cases.bbox_start
         self.bbox_stop = cases.bbox_stop
+
+    def _columns(self) -> list[int]:
+        """The columns of the vertebra filter's labels (in ``has_vertebra``, the indexes)."""
+        return [VERTEBRA_COLUMN[label] for label in self.labels or ()]
 
     # -- per-process state -------------------------------------------------------------------
 
@@ -160,9 +163,13 @@ class _StoreSequence(Sequence[Item]):
         """Return the items at ``indices``; their reads are batched (one round trip remotely)."""
         raise NotImplementedError
 
+    def _selection(self) -> str:
+        given = {"split": self.split, "source": self.source, "vertebra": self.vertebra}
+        return "".join(f"{k}={v!r}, " for k, v in given.items() if v is not None)
+
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}({self.location!r}, split={self.split!r}, "
+            f"{type(self).__name__}({self.location!r}, {self._selection()}"
             f"{len(self.case_ids)} cases, {len(self)} items)"
         )
 
@@ -176,12 +183,18 @@ class SliceSequence(_StoreSequence):
     store
         Local path, fsspec URL or zarr store of a ctspine store.
     split
-        ``"train"``, ``"validation"``, ``"test"``, ``"unassigned"``, or None for all cases.
+        ``"train"``, ``"validation"``, ``"test"``, ``"unassigned"``, or several of them;
+        None (the default) selects every case. (Before, the default was ``"train"``: pass
+        ``split="train"`` to train on the training split.)
     source
         Keep the cases of this source (or these sources).
     vertebra
-        Keep the cases holding this vertebra (label ``22`` or name ``"L3"``); with
-        ``foreground_only``, keep the slices holding it.
+        Keep the cases holding this vertebra (label ``22`` or name ``"L3"``), or any of
+        several; with ``foreground_only``, keep the slices holding it (any of them).
+
+    An unknown split, source or vertebra raises
+    :class:`~ctspine_zarr.errors.SelectionError` naming the valid ones; the selection is
+    :func:`ctspine_zarr.selection.case_positions`'s, the same as ``ds.ctspine.select``.
     foreground_only
         Keep only the slices holding a vertebra (from the stored ``slice_vertebrae`` index,
         read once per case at construction; masks are never read for it).
@@ -204,7 +217,7 @@ class SliceSequence(_StoreSequence):
         if self.foreground_only:
             zs = []
             for index in self._slice_vertebrae(range(n)):
-                rows = index[:, VERTEBRA_COLUMN[self.label]] if self.label else index.any(axis=1)
+                rows = index[:, self._columns()].any(axis=1) if self.labels else index.any(axis=1)
                 zs.append(np.flatnonzero(rows).astype(np.int32))
         else:
             zs = [np.arange(z, dtype=np.int32) for z in self.shapes[:, 0]]

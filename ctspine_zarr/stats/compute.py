@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from ..parallel import is_local, progress_bar, run_tasks
+from ..selection import Names, Vertebrae
 from .cases import _Group
 from .graph import StatsGraph, build_graph
 from .kernels import NNUNET_SEED, NNUNET_TOTAL_SAMPLES
@@ -40,8 +41,10 @@ def _run(
 def compute_stats(
     location: str | os.PathLike | Any,
     *,
-    split: str | Sequence[str] | None = None,
+    split: Names = None,
     cases: Sequence[str] | None = None,
+    source: Names = None,
+    vertebra: Vertebrae = None,
     storage_options: dict[str, Any] | None = None,
     scheduler: SchedulerLike = "threads",
     workers: int | None = None,
@@ -59,9 +62,13 @@ def compute_stats(
         Path or fsspec URL of the store.
     split
         Only cases of this split (or these splits): ``"train"``, ``"validation"``, ``"test"``,
-        ``"unassigned"``.
+        ``"unassigned"``; default: every case.
     cases
-        Only these case ids (combined with ``split``).
+        Only these case ids (combined with the other filters).
+    source
+        Only cases of this source (or these sources).
+    vertebra
+        Only cases holding this vertebra (``22`` or ``"L3"``), or any of several.
     storage_options
         fsspec options for a URL.
     scheduler
@@ -92,11 +99,16 @@ def compute_stats(
     ------
     CaseNotFoundError
         For a requested case the store does not hold.
+    SelectionError
+        For an unknown split, source or vertebra (a ``ValueError``), naming the valid ones;
+        the selection is :func:`ctspine_zarr.selection.case_positions`'s.
     """
     graph = build_graph(
         location,
         split=split,
         cases=cases,
+        source=source,
+        vertebra=vertebra,
         storage_options=storage_options,
         fingerprint_samples=fingerprint_samples,
         fingerprint_total=fingerprint_total,
@@ -111,5 +123,7 @@ def compute_stats(
         os.fspath(location) if isinstance(location, str | os.PathLike) else repr(location)
     )
     stats.info["split"] = split
+    stats.info["source"] = source
+    stats.info["vertebra"] = vertebra
     stats.info["cases"] = list(cases) if cases is not None else None
     return stats

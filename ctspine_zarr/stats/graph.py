@@ -18,10 +18,10 @@ import zarr
 from dask.base import tokenize
 from dask.delayed import Delayed, delayed
 
-from ..errors import CaseNotFoundError
 from ..io.slicereader import case_readers, read_blocks
 from ..io.store import case_group, open_catalogue
-from ..schema import IMAGE, SLICES_PER_SHARD, SPLITS
+from ..schema import IMAGE, SLICES_PER_SHARD
+from ..selection import Names, Vertebrae, selected_ids
 from .cases import OVERALL, _CaseMeta, finalize_case, merge_groups
 from .kernels import NNUNET_SEED, NNUNET_TOTAL_SAMPLES, _Partial, block_stats, merge_partials
 
@@ -131,36 +131,13 @@ def _case_metas(
     return metas
 
 
-def _select(
-    catalogue: Any, split: str | Sequence[str] | None, cases: Sequence[str] | None
-) -> list[str]:
-    ids = [str(c) for c in catalogue["case"].values]
-    if cases is not None:
-        known = set(ids)
-        for case in cases:
-            if case not in known:
-                raise CaseNotFoundError(case, ids)
-        chosen = list(dict.fromkeys(str(c) for c in cases))
-    else:
-        chosen = ids
-    if split is not None:
-        wanted = {split} if isinstance(split, str) else set(split)
-        unknown = wanted - set(SPLITS)
-        if unknown:
-            raise ValueError(f"split must be among {SPLITS}, but is {sorted(unknown)}")
-        by_case = {
-            str(c): str(s)
-            for c, s in zip(catalogue["case"].values, catalogue["split"].values, strict=True)
-        }
-        chosen = [c for c in chosen if by_case[c] in wanted]
-    return chosen
-
-
 def build_graph(
     location: str | os.PathLike | Any,
     *,
-    split: str | Sequence[str] | None = None,
+    split: Names = None,
     cases: Sequence[str] | None = None,
+    source: Names = None,
+    vertebra: Vertebrae = None,
     storage_options: dict[str, Any] | None = None,
     fingerprint_samples: int | Literal["nnunet"] | None = "nnunet",
     fingerprint_total: float = NNUNET_TOTAL_SAMPLES,
@@ -180,7 +157,7 @@ def build_graph(
     if isinstance(location, os.PathLike):
         location = os.fspath(location)
     catalogue = open_catalogue(location, storage_options=storage_options)
-    chosen = _select(catalogue, split, cases)
+    chosen = selected_ids(catalogue, split=split, source=source, vertebra=vertebra, cases=cases)
     metas = _case_metas(location, storage_options, catalogue, chosen)
     by_split: dict[str, list[int]] = {}
     for i, meta in enumerate(metas):

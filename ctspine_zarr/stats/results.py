@@ -24,6 +24,7 @@ import zarr
 from .._version import __version__
 from ..errors import StoreError
 from ..io.store import forget, to_store
+from ..selection import describe_selection
 from ..vertebrae import VERTEBRA_LABELS, vertebra_name
 from .cases import _RANK, OVERALL, _Group, merge_groups
 from .graph import StatsGraph
@@ -173,13 +174,18 @@ class DatasetStats:
     @property
     def selection(self) -> str:
         """The cases these statistics cover, in words: ``"all 6 cases"``, ``"split train: 3
-        cases"``, ``"2 chosen cases"`` (for plot titles)."""
+        cases"``, ``"source COLONOG; holding L3: 2 cases"``, ``"2 chosen cases"`` (for plot
+        titles)."""
         n = len(self.cases)
-        split, chosen = self.info.get("split"), self.info.get("cases")
+        chosen = self.info.get("cases")
         counted = f"{n} case" if n == 1 else f"{n} cases"
-        if split:
-            names = [split] if isinstance(split, str) else list(split)
-            return f"split {', '.join(names)}: {counted}" + (" chosen" if chosen else "")
+        filters = describe_selection(
+            self.info.get("split") or None,
+            self.info.get("source") or None,
+            self.info.get("vertebra"),
+        )
+        if filters:
+            return f"{filters}: {counted}" + (" chosen" if chosen else "")
         return f"{counted} chosen" if chosen else f"all {counted}"
 
     def histogram_table(self) -> pd.DataFrame:
@@ -223,6 +229,8 @@ class DatasetStats:
                 "created_by": f"ctspine_zarr {__version__}",
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "split": self.info.get("split"),
+                "source": self.info.get("source"),
+                "vertebra": self.info.get("vertebra"),
                 "n_cases": int(len(self.cases)),
                 "fingerprint": self.fingerprint,
                 "label_frequency": self.summary["label_frequency"].to_dict(orient="records"),

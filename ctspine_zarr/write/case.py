@@ -11,6 +11,7 @@ consolidated metadata, make it complete.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 import traceback
@@ -297,6 +298,24 @@ def _case_attrs(
         SHARD_CRC_KEY: {name: crcs for name, crcs in checksums.items() if crcs},
         COMPLETE_KEY: True,
     }
+
+
+def update_split(loc: Location, case_id: str, split: str) -> None:
+    """Set a complete case's ``split`` attribute, in one atomic write of its ``zarr.json``.
+
+    Nothing else changes: not its arrays, not its other attributes or its consolidated
+    metadata (a split file edited since the case was ingested moves it to another split).
+    """
+    key = f"{CASES_GROUP}/{case_id}/zarr.json"
+    raw = loc.read(key)
+    if raw is None:
+        return
+    document = json.loads(raw)
+    attrs = document.get("attributes") or {}
+    if attrs.get(COMPLETE_KEY) is not True or attrs.get("split") == split:
+        return
+    document["attributes"] = {**attrs, "split": split}
+    loc.put(key, json.dumps(document, separators=(",", ":"), allow_nan=False).encode())
 
 
 def geometry_attrs(image: CanonicalVolume) -> dict[str, Any]:

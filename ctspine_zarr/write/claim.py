@@ -157,8 +157,13 @@ def claim(
     return None, foreign[:100]
 
 
-def prepare(loc: Location, document: dict[str, Any] | None) -> None:
+def prepare(
+    loc: Location, document: dict[str, Any] | None, attributes: dict[str, Any] | None = None
+) -> None:
     """Under the lock: drop what a killed ingest left behind, and lay out a new store.
+
+    A new store's root gets :func:`~ctspine_zarr.io.catalogue.root_attrs` and
+    ``attributes`` (the raw tree it is made from) until its first catalogue is published.
 
     Besides our own folders, that is the ``zarr.<hex>.partial`` file zarr's local store
     leaves at the root when it is killed while checking, by an exclusive write, that the
@@ -176,7 +181,11 @@ def prepare(loc: Location, document: dict[str, Any] | None) -> None:
         loc.put(f"{CASES_GROUP}/zarr.json", json.dumps(doc).encode())
     if document is None and loc.read("zarr.json") is None:
         # a new store: readers are told its first ingest did not finish, until it does
-        doc = {"zarr_format": 3, "node_type": "group", "attributes": root_attrs()}
+        doc = {
+            "zarr_format": 3,
+            "node_type": "group",
+            "attributes": {**root_attrs(), **(attributes or {})},
+        }
         loc.put("zarr.json", json.dumps(doc).encode())
 
 

@@ -11,7 +11,9 @@ Safety first (see ``docs/format.md``, "Writing"):
   (an atomic exchange of the two folders locally); the old version is deleted after the
   catalogue switched;
 - the catalogue is published last, in one atomic write of the root ``zarr.json``;
-- a rerun skips a case only if its sources are unchanged and its arrays are intact.
+- a rerun skips a case only if its sources are unchanged and its arrays are intact;
+- a raw tree other than the one(s) the store was made from is refused before anything is
+  written, unless ``add`` is given (:mod:`ctspine_zarr.write.rawtrees`).
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ from ..io.location import Location
 from ..io.remote import url_to_fs, with_default_options
 from ..io.store import forget, is_url
 from ..parallel import check_scheduler, check_workers, is_local, progress_bar, run_tasks
-from ..schema import CASES_GROUP, SLICES_PER_SHARD
-from .case import CaseOutcome, ingest_case
+from ..schema import CASES_GROUP, RAW_TREES_KEY, SLICES_PER_SHARD
+from .case import CaseOutcome, ingest_case, update_split
 from .claim import claim, finish, prepare, refuse_nesting, remove_internal_dir
 from .integrity import case_problem
 from .lock import WriterLock
+from .rawtrees import recorded_trees, tree_record, trees_after_ingest
 from .stopping import stop
 
 __all__ = ["IngestReport", "ingest"]
@@ -66,6 +69,13 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     #: cases rewritten because they were damaged (``{case_id: problem}``)
     repaired: dict[str, str] = field(default_factory=dict)
+    #: unchanged cases whose split the split file changed: ``{case_id: [old, new]}``; their
+    #: attributes and catalogue row are updated, their arrays not rewritten
+    split_changed: dict[str, list[str]] = field(default_factory=dict)
+    #: the raw trees the store is made from once this ingest is done (``docs/format.md``)
+    raw_trees: list[dict[str, Any]] = field(default_factory=list)
+    #: whether this ingest added a raw tree beside the store's others (``add``)
+    tree_added: bool = False
 
     def count(self, status: str) -> int:
         """Number of cases with the given status."""
@@ -103,6 +113,18 @@ class IngestReport:
             f"bytes      {_human(bytes_in)} in, {_human(bytes_out)} out ({ratio})",
             f"time       {self.seconds:.1f} s",
         ]
+        if self.split_changed:
+            moved = [f"{c}: {a} -> {b}" for c, (a, b) in sorted(self.split_changed.items())]
+            rest = f" and {len(moved) - 5} more" if len(moved) > 5 else ""
+            lines.append(
+                f"splits     {len(moved)} unchanged case(s) moved to another split (the split "
+                f"file changed; arrays kept): {', '.join(moved[:5])}{rest}"
+            )
+        if self.tree_added:
+            lines.append(
+                f"raw tree   added to the store's {len(self.raw_trees) - 1} other(s): "
+                + ", ".join(str(t["location"]).removeprefix("file://") for t in self.raw_trees)
+            )
         if self.split_without_files:
             shown = ", ".join(self.split_without_files[:5])
             more = len(self.split_without_files) - 5
@@ -168,6 +190,7 @@ def ingest(
     overwrite: bool = False,
     force_clear: bool = False,
     repair: bool = False,
+    add: bool = False,
     storage_options: dict[str, Any] | None = None,
     raw_storage_options: dict[str, Any] | None = None,
     codec: str = "default",
@@ -208,6 +231,13 @@ def ingest(
     repair
         Verify every stored case fully (every chunk decoded) and rewrite the damaged ones;
         without it a rerun checks each case cheaply (metadata and shard indexes).
+    add
+        Add the cases of a raw tree other than the one(s) the store was made from. Without
+        it such a tree is refused before anything is written
+        (:class:`~ctspine_zarr.errors.TreeMismatchError`, saying how the trees differ). The
+        same tree again (a resume, a repair, an edited split file) needs no ``add``: see
+        :mod:`ctspine_zarr.write.rawtrees`. A case whose split changed is moved in the
+        catalogue and its attributes, its arrays kept.
     storage_options, raw_storage_options
         fsspec options for the store URL and the raw URL.
     codec
@@ -230,8 +260,9 @@ def ingest(
     ------
     StoreError
         When ``store`` holds something other than a ctspine store (and not
-        ``force_clear``), overlaps the raw tree, or another ingest holds its lock
-        (:class:`~ctspine_zarr.errors.StoreLockedError`).
+        ``force_clear``), overlaps the raw tree, another ingest holds its lock
+        (:class:`~ctspine_zarr.errors.StoreLockedError`), or was made from another raw
+        tree (:class:`~ctspine_zarr.errors.TreeMismatchError`, without ``add``).
     FileNotFoundError
         When ``raw`` is not a raw tree.
     IngestInterrupted
@@ -249,6 +280,16 @@ def ingest(
     document, report.cleared = claim(
         loc, overwrite=overwrite, force_clear=force_clear, announce=announce
     )
+    record = tree_record(tree, raw, raw_storage_options)
+    report.raw_trees = trees_after_ingest(
+        document,
+        record,
+        add=add,
+        overwrite=overwrite,
+        store=loc.text,
+        case_ids=[c.case_id for c in tree.cases],
+    )
+    report.tree_added = len(report.raw_trees) > len(recorded_trees(document)) > 0
     options = dict(
         storage_options=storage_options,
         raw_storage_options=raw_storage_options,
@@ -256,9 +297,11 @@ def ingest(
         slices_per_shard=slices_per_shard,
     )
     with WriterLock(loc):
-        prepare(loc, document)
+        prepare(loc, document, {RAW_TREES_KEY: report.raw_trees})
         todo, damaged = _plan(loc, store, tree, report, overwrite, repair, options)
         withdraw_case_members(loc, [case.case_id for case in todo])
+        for case_id, (_, split) in report.split_changed.items():
+            update_split(loc, case_id, split)
         _run_cases(todo, store, report, scheduler, workers, progress, options)
         _publish(loc, tree, report, damaged, document, overwrite)
         finish(loc)
@@ -312,6 +355,8 @@ def _plan(
                 problem = case_problem(loc, case.case_id)
                 if problem is None:
                     report.outcomes.append(CaseOutcome(case.case_id, case.source, "skipped"))
+                    if tree.has_split_file and stored.get("split") != case.split:
+                        report.split_changed[case.case_id] = [str(stored.get("split")), case.split]
                     continue
         if problem is not None:
             report.repaired[case.case_id] = problem
@@ -412,7 +457,9 @@ def _publish(
         rows = {c: a for c, a in rows.items() if c in tree_ids}
     splits = {c.case_id: c.split for c in tree.cases if tree.has_split_file}
     documents = {c: scan.documents[c] for c in rows}
-    publish_catalogue(loc, build_catalogue(rows, splits=splits), previous=document, cases=documents)
+    catalogue = build_catalogue(rows, splits=splits)
+    catalogue.attrs[RAW_TREES_KEY] = report.raw_trees
+    publish_catalogue(loc, catalogue, previous=document, cases=documents)
     for case_id in report.removed:  # after the switch: no reader's catalogue lists them
         loc.delete_prefix(f"{CASES_GROUP}/{case_id}")
     report.catalogue_cases = len(rows)
