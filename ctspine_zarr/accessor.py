@@ -21,6 +21,7 @@ from .io.volume import cached_volume, open_volume
 from .schema import CASE_DIM, IMAGE, LABEL
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from .stats import DatasetStats
@@ -55,7 +56,13 @@ class CTSpineAccessor:
             raise CaseNotFoundError(case, sorted(self._ids))
         return case
 
-    def case_ids(self, split: str | None = None, source: str | None = None) -> list[str]:
+    def case_ids(
+        self,
+        split: str | None = None,
+        source: str | None = None,
+        *,
+        exclude_flagged: bool | str | Sequence[str] = False,
+    ) -> list[str]:
         """Return the case ids, optionally of one split and/or one source.
 
         Parameters
@@ -64,13 +71,25 @@ class CTSpineAccessor:
             ``"train"``, ``"validation"``, ``"test"`` or ``"unassigned"``.
         source
             Source collection, e.g. ``"COLONOG"``.
+        exclude_flagged
+            Leave out the cases the store's recorded audit flagged (``ctspine-zarr audit``):
+            ``True`` for a finding of any check, or a check or list of checks (``"gap"``,
+            ``["order", "gap"]``) whose findings count. Reads the audit record (one request);
+            a store without one raises :class:`~ctspine_zarr.errors.StoreError`.
         """
         keep = np.ones(self._ds.sizes[CASE_DIM], dtype=bool)
         if split is not None:
             keep &= np.asarray(self._ds["split"].values).astype(object) == split
         if source is not None:
             keep &= np.asarray(self._ds["source"].values).astype(object) == source
-        return [str(c) for c in np.asarray(self._ds[CASE_DIM].values)[keep]]
+        ids = [str(c) for c in np.asarray(self._ds[CASE_DIM].values)[keep]]
+        if exclude_flagged is not False:
+            from .audit import flagged_cases
+
+            checks = None if exclude_flagged is True else exclude_flagged
+            flagged = flagged_cases(self._ds, checks)
+            ids = [c for c in ids if c not in flagged]
+        return ids
 
     def volume(self, case: str) -> xr.Dataset:
         """Return one case lazily: ``image`` and ``label`` on ``(z, y, x)``, coordinates in mm."""
@@ -178,6 +197,53 @@ class CTSpineAccessor:
             storage_options=options or None,
             **kwargs,
         )
+
+    def audit(
+        self,
+        split: str | Sequence[str] | None = None,
+        *,
+        cases: Sequence[str] | None = None,
+        checks: str | Sequence[str] | None = None,
+        record: bool = False,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """Audit this catalogue's label maps against anatomy (runs the dask graph).
+
+        Parameters
+        ----------
+        split
+            Only cases of this split (or these splits).
+        cases
+            Only these cases (default: every case of this catalogue).
+        checks
+            The checks (default all: ``order``, ``gap``, ``fragments``, ``size``,
+            ``overlap``; see :mod:`ctspine_zarr.audit`).
+        record
+            Also record the findings in the store, for ``case_ids(exclude_flagged=True)``,
+            ``ctspine-zarr info`` and ``show --audit``.
+        **kwargs
+            Passed to :func:`ctspine_zarr.audit.audit_store` (``scheduler``, ``workers``,
+            ``progress``, ``min_fragment_voxels``, ...).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per finding: ``case``, ``check``, ``labels``, ``detail``, ``severity``;
+            ``attrs["audit"]`` holds the audit's version, time, checks and parameters.
+        """
+        from .audit import audit_store
+
+        location, options = self._location()
+        result = audit_store(
+            location,
+            split=split,
+            cases=self.case_ids() if cases is None else cases,
+            checks=checks,
+            storage_options=options or None,
+            record=record,
+            **kwargs,
+        )
+        return result.frame()
 
     def plot(
         self,

@@ -249,6 +249,10 @@ def describe_record(
             "findings per check: "
             + ", ".join(f"{c} {n}" for c, n in counts.items())
             + f"; {len({f.get('case') for f in findings})} cases flagged "
-            f"({errors} errors, {len(findings) - errors} warnings)",
+            f"({_count(errors, 'error')}, {_count(len(findings) - errors, 'warning')})",
         ]
     )
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' * (n != 1)}"

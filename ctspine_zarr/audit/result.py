@@ -111,6 +111,13 @@ class AuditResult:
             f"{len(flagged)} case{'s' * (len(flagged) != 1)}",
             "findings per check: " + ", ".join(f"{c} {n}" for c, n in self.counts().items()),
         ]
+        if "size_levels" in self.info:
+            n_levels = len(self.info["size_levels"])
+            lines.append(
+                f"size compared {n_levels} of the {self.info.get('size_levels_present')} "
+                f"levels present (a level needs {self.parameters.get('min_level_cases')} whole "
+                "vertebrae in the store)"
+            )
         lines += finding_lines(self.findings)
         return "\n".join(lines)
 

@@ -7,6 +7,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from .._version import __version__
 from ..io.store import open_catalogue
 from ..parallel import is_local, progress_bar, run_tasks
@@ -14,7 +16,7 @@ from ..schema import GENERATION_KEY, SLICES_PER_SHARD
 from .checks import MIN_FRAGMENT_VOXELS, parse_checks
 from .graph import AuditGraph, CaseResult, build_graph, select_cases
 from .result import AUDIT_VERSION, AuditResult, now, sort_findings
-from .size import MIN_LEVEL_CASES, SIZE_THRESHOLD, check_size
+from .size import MIN_LEVEL_CASES, SIZE_THRESHOLD, check_size, levels_checked
 
 __all__ = ["audit_store"]
 
@@ -141,6 +143,11 @@ def audit_store(
             "catalogue_generation": catalogue.attrs.get(GENERATION_KEY),
         },
     )
+    if "size" in wanted:
+        labels = levels_checked(catalogue, min_level_cases)
+        result.info["size_levels"] = labels
+        present = np.asarray(catalogue["voxel_count"].values).any(axis=0).sum()
+        result.info["size_levels_present"] = int(present)
     if record:
         from .record import record_audit
 

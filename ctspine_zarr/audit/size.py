@@ -30,7 +30,14 @@ from ..schema import CASE_DIM
 from ..vertebrae import VERTEBRA_LABELS
 from .checks import WARNING, Finding, named
 
-__all__ = ["MAD_FLOOR", "MIN_LEVEL_CASES", "SIZE_THRESHOLD", "check_size", "volumes_ml"]
+__all__ = [
+    "MAD_FLOOR",
+    "MIN_LEVEL_CASES",
+    "SIZE_THRESHOLD",
+    "check_size",
+    "levels_checked",
+    "volumes_ml",
+]
 
 #: ``|robust z|`` above which a volume is reported.
 SIZE_THRESHOLD: Final = 3.5
@@ -60,6 +67,12 @@ def volumes_ml(catalogue: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     shape = np.stack([np.asarray(catalogue[n].values) for n in ("n_slices", "n_y", "n_x")], 1)
     whole = (counts > 0) & (start > 0).all(axis=2) & (stop < shape[:, None, :]).all(axis=2)
     return counts * voxel_ml[:, None] / 1000.0, whole
+
+
+def levels_checked(catalogue: xr.Dataset, min_cases: int = MIN_LEVEL_CASES) -> list[int]:
+    """The labels with ``min_cases`` whole vertebrae in the store or more: those ``size`` checks."""
+    _, whole = volumes_ml(catalogue)
+    return [v for c, v in enumerate(VERTEBRA_LABELS) if whole[:, c].sum() >= min_cases]
 
 
 def check_size(

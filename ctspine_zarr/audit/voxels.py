@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Final
 
 import numpy as np
-from scipy import ndimage
 
 from .checks import Pieces
 
@@ -71,6 +70,8 @@ def _pieces(
     mask: np.ndarray, spacing: tuple[float, float, float], min_voxels: int
 ) -> Pieces | None:
     """The pieces of one label's mask (centroid relative to the mask's origin)."""
+    from scipy import ndimage  # imported when voxels are audited, not with the package
+
     numbered, n = ndimage.label(mask, structure=_CONNECTIVITY)
     if n == 0:
         return None

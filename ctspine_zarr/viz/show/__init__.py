@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from ...vertebrae import OTHER_LABEL_COLOUR
 from .case import plot_case, save_case_png
-from .figure import draw_views
+from .figure import Mark, draw_views
 from .views import PLANES, PlaneView, read_views, volume_views
 from .window import OVERLAY_ALPHA, WINDOWS, label_overlay, parse_window
 
@@ -46,6 +46,7 @@ __all__ = [
     "OVERLAY_ALPHA",
     "PLANES",
     "WINDOWS",
+    "Mark",
     "PlaneView",
     "draw_views",
     "label_overlay",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from zarr.abc.store import Store
 
-from .figure import PANEL_HEIGHT, draw_views
+from .figure import PANEL_HEIGHT, Mark, draw_views
 from .views import read_views
 from .window import OVERLAY_ALPHA, parse_window
 
@@ -37,6 +37,9 @@ def plot_case(
     alpha: float = OVERLAY_ALPHA,
     panel_height: float = PANEL_HEIGHT,
     dpi: float = 100.0,
+    marks: Sequence[Mark] = (),
+    names: bool = False,
+    notes: Sequence[str] = (),
 ) -> Figure:
     """Draw a quick look of one case: CT planes, the vertebra labels and a legend.
 
@@ -70,6 +73,9 @@ def plot_case(
         Height of the panels, inches.
     dpi
         Resolution of the figure.
+    marks, names, notes
+        Problems to circle, vertebra names on the panels, lines under them (see
+        :func:`ctspine_zarr.viz.show.draw_views`; ``show --audit`` passes an audit's).
 
     Returns
     -------
@@ -89,7 +95,15 @@ def plot_case(
     )
     title = f"{case_id}   window [{vmin:g}, {vmax:g}] HU"
     return draw_views(
-        views, window=window, title=title, alpha=alpha, panel_height=panel_height, dpi=dpi
+        views,
+        window=window,
+        title=title,
+        alpha=alpha,
+        panel_height=panel_height,
+        dpi=dpi,
+        marks=marks,
+        names=names,
+        notes=notes,
     )
 
 
@@ -106,7 +120,8 @@ def save_case_png(
         The PNG file to write.
     **options
         :func:`plot_case`'s keyword arguments (``z``, ``y``, ``x``, ``plane``, ``window``,
-        ``level``, ``storage_options``, ``alpha``, ``panel_height``, ``dpi``).
+        ``level``, ``storage_options``, ``alpha``, ``panel_height``, ``dpi``, ``marks``,
+        ``names``, ``notes``).
 
     Returns
     -------

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from matplotlib.colors import Colormap
     from matplotlib.figure import Figure
 
-__all__ = ["PANEL_HEIGHT", "draw_views"]
+__all__ = ["PANEL_HEIGHT", "Mark", "draw_views"]
 
 # Layout, in inches.
 #: Default height of the panels.
@@ -34,6 +34,28 @@ _TOP: Final = 0.95  # figure title, panel title, top letter
 _BOTTOM: Final = 0.3  # bottom letter
 _LEGEND_ROW: Final = 0.2  # height of one legend entry
 _LEGEND_COLUMN: Final = 0.85  # width of one legend column
+_NOTE_ROW: Final = 0.17  # height of one line of notes
+_NOTES_WIDTH: Final = 7.0  # least width of a figure with notes
+_MARK_COLOUR: Final = "#e00000"
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A problem to point at in the panels: circled where its labels show, with a text.
+
+    Attributes
+    ----------
+    labels
+        The label values to circle (together: one ellipse around all of them in a panel).
+    text
+        What to write beside the ellipse (``"gap: L3 missing"``).
+    flagged
+        Label values whose legend entry is marked (drawn in red, with ``!``).
+    """
+
+    labels: tuple[int, ...]
+    text: str
+    flagged: tuple[int, ...] = ()
 
 
 def _legend_labels(views: Sequence[PlaneView]) -> list[int]:
@@ -52,6 +74,9 @@ def draw_views(
     alpha: float = OVERLAY_ALPHA,
     panel_height: float = PANEL_HEIGHT,
     dpi: float = 100.0,
+    marks: Sequence[Mark] = (),
+    names: bool = False,
+    notes: Sequence[str] = (),
 ) -> Figure:
     """Draw cuts side by side: CT in a window, the label overlay, letters and a legend.
 
@@ -69,6 +94,13 @@ def draw_views(
         Height of the panels in inches (reduced when the figure would be wider than 18 in).
     dpi
         Resolution of the figure.
+    marks
+        Problems to circle in red where their labels show (:class:`Mark`); their flagged
+        labels are red in the legend.
+    names
+        Write each vertebra's name on it in every panel.
+    notes
+        Lines of text under the panels (wrapped to the figure's width).
 
     Returns
     -------
@@ -87,6 +119,9 @@ def draw_views(
     vmin, vmax = parse_window(window)
     labels = _legend_labels(views)
     layout = _Layout.fit(views, len(labels), panel_height)
+    lines = _wrap(notes, max(layout.width, _NOTES_WIDTH)) if notes else []
+    if lines:
+        layout = _Layout.fit(views, len(labels), panel_height, len(lines))
     fig = Figure(figsize=(layout.width, layout.height), dpi=dpi, facecolor="white")
     FigureCanvasAgg(fig)
 
@@ -97,14 +132,23 @@ def draw_views(
         left += _SIDE
         rect = (
             left / layout.width,
-            _BOTTOM / layout.height,
+            (_BOTTOM + layout.notes) / layout.height,
             width / layout.width,
             layout.panel_height / layout.height,
         )
-        _draw_panel(fig.add_axes(rect), view, cmap, (vmin, vmax), alpha)
+        ax = fig.add_axes(rect)
+        _draw_panel(ax, view, cmap, (vmin, vmax), alpha)
+        if names:
+            _draw_names(ax, view)
+        for mark in marks:
+            _draw_mark(ax, view, mark)
         left += width + _SIDE
 
-    _draw_legend(fig, labels, (left + 0.15) / layout.width, layout)
+    flagged = {v for mark in marks for v in mark.flagged}
+    _draw_legend(fig, labels, (left + 0.15) / layout.width, layout, flagged)
+    for i, line in enumerate(lines):
+        y = (layout.notes - 0.12 - i * _NOTE_ROW) / layout.height
+        fig.text(0.15 / layout.width, y, line, fontsize=8, va="top", family="monospace")
     if title:
         fig.suptitle(title, fontsize=11, y=1.0 - 0.08 / layout.height, va="top")
     return fig
@@ -119,22 +163,29 @@ class _Layout:
     legend_columns: int
     width: float
     height: float
+    notes: float = 0.0  # height of the notes under the panels
 
     @classmethod
-    def fit(cls, views: Sequence[PlaneView], n_labels: int, panel_height: float) -> _Layout:
-        """Panels ``panel_height`` high, lower when the figure would be wider than the maximum."""
+    def fit(
+        cls, views: Sequence[PlaneView], n_labels: int, panel_height: float, n_notes: int = 0
+    ) -> _Layout:
+        """Panels ``panel_height`` high, lower when the figure would be wider than the maximum;
+        ``n_notes`` lines of notes below them."""
         ratios = [w / h if h > 0 else 1.0 for w, h in (v.extent_mm for v in views)]
         height = panel_height
         n_columns, fixed = _fixed_width(len(views), n_labels, height)
         if fixed + height * sum(ratios) > _MAX_WIDTH:
             height = max(1.0, (_MAX_WIDTH - fixed) / sum(ratios))
             n_columns, fixed = _fixed_width(len(views), n_labels, height)
+        notes = n_notes * _NOTE_ROW + 0.15 if n_notes else 0.0
+        width = fixed + height * sum(ratios)
         return cls(
             ratios=ratios,
             panel_height=height,
             legend_columns=n_columns,
-            width=fixed + height * sum(ratios),
-            height=_TOP + height + _BOTTOM,
+            width=max(width, _NOTES_WIDTH) if n_notes else width,
+            height=_TOP + height + _BOTTOM + notes,
+            notes=notes,
         )
 
 
@@ -181,8 +232,11 @@ def _draw_panel(
     ax.text(0.5, -0.01, b_letter, ha="center", va="top", **style)
 
 
-def _draw_legend(fig: Figure, labels: list[int], anchor: float, layout: _Layout) -> None:
-    """The vertebrae shown, in their colours, left-aligned at ``anchor`` (figure fraction)."""
+def _draw_legend(
+    fig: Figure, labels: list[int], anchor: float, layout: _Layout, flagged: set[int]
+) -> None:
+    """The vertebrae shown, in their colours, left-aligned at ``anchor`` (figure fraction);
+    the ``flagged`` ones in red, with ``!``."""
     from matplotlib.patches import Patch
 
     if not labels:
@@ -193,11 +247,11 @@ def _draw_legend(fig: Figure, labels: list[int], anchor: float, layout: _Layout)
         Patch(
             facecolor=colours.get(v, OTHER_LABEL_COLOUR),
             edgecolor="none",
-            label=vertebra_name(v),
+            label=vertebra_name(v) + (" !" if v in flagged else ""),
         )
         for v in labels
     ]
-    fig.legend(
+    legend = fig.legend(
         handles=handles,
         loc="center left",
         bbox_to_anchor=(anchor, (_BOTTOM + layout.panel_height / 2) / layout.height),
@@ -209,3 +263,78 @@ def _draw_legend(fig: Figure, labels: list[int], anchor: float, layout: _Layout)
         handlelength=1.2,
         columnspacing=0.8,
     )
+    for v, text in zip(labels, legend.get_texts(), strict=True):
+        if v in flagged:
+            text.set_color(_MARK_COLOUR)
+            text.set_fontweight("bold")
+
+
+def _pixel_box(view: PlaneView, mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    """``(left, top, right, bottom)`` in mm of the pixels of ``mask`` (None: no pixel)."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not rows.size:
+        return None
+    ph, pw = view.pixel_mm
+    return cols[0] * pw, rows[0] * ph, (cols[-1] + 1) * pw, (rows[-1] + 1) * ph
+
+
+def _outlined() -> list[Any]:
+    from matplotlib import patheffects
+
+    return [patheffects.withStroke(linewidth=2.0, foreground="white")]
+
+
+def _draw_names(ax: Axes, view: PlaneView) -> None:
+    """Each vertebra's name at the centre of its pixels."""
+    from matplotlib import patheffects
+
+    ph, pw = view.pixel_mm
+    for value in (int(v) for v in np.unique(view.label) if v != 0):
+        rows, cols = np.nonzero(view.label == value)
+        ax.text(
+            (float(np.median(cols)) + 0.5) * pw,
+            (float(np.median(rows)) + 0.5) * ph,
+            vertebra_name(value),
+            fontsize=7,
+            color="white",
+            ha="center",
+            va="center",
+            path_effects=[patheffects.withStroke(linewidth=1.5, foreground="black")],
+        )
+
+
+def _draw_mark(ax: Axes, view: PlaneView, mark: Mark) -> None:
+    """An ellipse around the pixels of ``mark.labels``, and its text beside it."""
+    from matplotlib.patches import Ellipse
+
+    box = _pixel_box(view, np.isin(view.label, mark.labels))
+    if box is None:
+        return
+    left, top, right, bottom = box
+    pad = 0.15 * max(right - left, bottom - top) + 2.0 * max(view.pixel_mm)
+    centre = ((left + right) / 2, (top + bottom) / 2)
+    size = (right - left + 2 * pad, bottom - top + 2 * pad)
+    ax.add_patch(Ellipse(centre, *size, fill=False, edgecolor=_MARK_COLOUR, linewidth=1.6))
+    ax.text(
+        centre[0] + size[0] / 2,
+        centre[1],
+        " " + mark.text,
+        fontsize=8,
+        color=_MARK_COLOUR,
+        weight="bold",
+        ha="left",
+        va="center",
+        clip_on=False,
+        path_effects=_outlined(),
+    )
+
+
+def _wrap(notes: Sequence[str], width_in: float) -> list[str]:
+    """The notes wrapped to a figure ``width_in`` inches wide (8 pt monospace)."""
+    import textwrap
+
+    columns = max(40, int((width_in - 0.5) * 72 / (8 * 0.62)))
+    lines: list[str] = []
+    for note in notes:
+        lines += textwrap.wrap(note, columns, subsequent_indent="  ") or [""]
+    return lines
