@@ -77,7 +77,8 @@ def add_audit(sub: Any) -> None:
     p.add_argument(
         "--json",
         metavar="FILE",
-        help="also write the findings as JSON to FILE ('-': print the JSON instead of the table)",
+        help="also write the findings as JSON to FILE ('-': print the JSON instead of the "
+        "table; default: none)",
     )
     p.add_argument(
         "--split",

@@ -22,6 +22,20 @@ __all__ = ["audit_store"]
 
 SchedulerLike = Any  # "threads" | "processes" | "sync" | "distributed" | address | Client
 
+#: The catalogue columns the audit reads (the boxes, counts, shapes and spacings).
+_CATALOGUE_COLUMNS = (
+    "split",
+    "voxel_count",
+    "bbox_start",
+    "bbox_stop",
+    "n_slices",
+    "n_y",
+    "n_x",
+    "spacing_z",
+    "spacing_y",
+    "spacing_x",
+)
+
 
 def _run(
     graph: AuditGraph, scheduler: SchedulerLike, workers: int | None, progress: bool
@@ -105,7 +119,8 @@ def audit_store(
     wanted = parse_checks(checks)
     if isinstance(location, os.PathLike):
         location = os.fspath(location)
-    catalogue = open_catalogue(location, storage_options=storage_options)
+    opened = open_catalogue(location, storage_options=storage_options)
+    catalogue = opened[list(_CATALOGUE_COLUMNS)].load()  # each column read once
     chosen = select_cases(catalogue, split, cases)
     graph = build_graph(
         location,
@@ -140,7 +155,7 @@ def audit_store(
             "location": location if isinstance(location, str) else repr(location),
             "split": split if split is None or isinstance(split, str) else list(split),
             "blocks": graph.blocks,
-            "catalogue_generation": catalogue.attrs.get(GENERATION_KEY),
+            "catalogue_generation": opened.attrs.get(GENERATION_KEY),
         },
     )
     if "size" in wanted:

@@ -130,7 +130,7 @@ def inject_defect(
     if kind not in DEFECT_KINDS:
         raise ValueError(f"defect must be one of {DEFECT_KINDS}, but is {kind!r}")
     if not can_take(kind, window):
-        raise ValueError(f"a case with vertebrae {list(window)} cannot take a {kind} defect")
+        raise ValueError(f"a case with vertebrae {list(window)} cannot take the {kind} defect")
     inner = list(window[1:-1])
     if kind == "order":
         k = (len(window) - 2) // 2

@@ -283,7 +283,7 @@ def _place_defects(
         if index is None:
             free = [i for i, p in enumerate(plans) if i not in chosen and can_take(kind, p.window)]
             if not free:
-                raise ValueError(f"no case left of the {len(plans)} that can take a {kind} defect")
+                raise ValueError(f"no case left of the {len(plans)} can take the {kind} defect")
             if kind == "size":
                 free.sort(key=lambda i: -max(common[v] for v in plans[i].window[1:-1]))
             index = free[0]
@@ -296,7 +296,7 @@ def _place_defects(
             names = f"{vertebra_name(window[0])}-{vertebra_name(window[-1])}"
             raise ValueError(
                 f"case {index} ({plans[index].case_id}, vertebrae {names}) holds too few "
-                f"vertebrae for a {kind} defect; choose another case"
+                f"vertebrae for the {kind} defect; choose another case"
             )
         chosen[index] = kind
     return chosen
