@@ -294,6 +294,7 @@ def test_the_record_persists_and_flags_cases(copy) -> None:  # type: ignore[no-u
         forget(counting)
     report = verify(path)
     assert report.ok, report.summary()
+    assert not (path / ".ctspine").exists()  # the writer's folder is gone after the write
 
 
 def test_an_audit_of_some_cases_or_checks_merges_into_the_record(copy) -> None:  # type: ignore[no-untyped-def]

@@ -198,6 +198,23 @@ def case_jobs(catalogue: xr.Dataset, cases: Sequence[str]) -> list[CaseJob]:
     return jobs
 
 
+def _block_tasks(
+    location: Any, job: CaseJob, storage_options: dict[str, Any] | None, step: int, name: str
+) -> list[Delayed]:
+    """One task per shard of the case's labelled slices, reading its label map cropped."""
+    crop = job.crop()
+    if crop is None:
+        return []
+    first, stop = crop[0], crop[3]
+    edges = [first, *range((first // step + 1) * step, stop, step), stop]
+    return [
+        delayed(_block_task, pure=True)(
+            location, job.case, storage_options, z0, z1, crop, dask_key_name=(name, b)
+        )
+        for b, (z0, z1) in enumerate(zip(edges, edges[1:], strict=False))
+    ]
+
+
 def build_graph(
     location: str | os.PathLike | Any,
     catalogue: xr.Dataset,
@@ -249,24 +266,10 @@ def build_graph(
             "overlap" in wanted,
             dask_key_name=(f"audit-index-{token}", i),
         )
-        blocks: list[Delayed] | None = None
-        crop = job.crop()
-        if voxels and crop is not None:
-            step = int(slices_per_task)
-            first, stop = crop[0], crop[3]
-            edges = [first, *range((first // step + 1) * step, stop, step), stop]
-            blocks = [
-                delayed(_block_task, pure=True)(
-                    location,
-                    job.case,
-                    storage_options,
-                    z0,
-                    z1,
-                    crop,
-                    dask_key_name=(f"audit-block-{token}-{i}", b),
-                )
-                for b, (z0, z1) in enumerate(zip(edges, edges[1:], strict=False))
-            ]
+        blocks = None
+        if voxels:
+            name = f"audit-block-{token}-{i}"
+            blocks = _block_tasks(location, job, storage_options, int(slices_per_task), name)
             n_blocks += len(blocks)
         tasks.append(
             delayed(_case_task, pure=True)(

@@ -14,7 +14,7 @@ import dataclasses
 import html
 import os
 import urllib.parse
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,9 +29,17 @@ from ..viz.show import Mark, draw_views, read_views
 from .checks import Finding, rank
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
-__all__ = ["audit_figure", "case_marks", "finding_marks", "label_projection", "write_pictures"]
+__all__ = [
+    "as_findings",
+    "audit_figure",
+    "case_marks",
+    "finding_marks",
+    "label_projection",
+    "write_pictures",
+]
 
 StoreLike = str | os.PathLike[str] | Store
 
@@ -83,10 +91,17 @@ def label_projection(
     return out
 
 
+def as_findings(findings: Iterable[Finding] | pd.DataFrame) -> list[Finding]:
+    """Findings given as :class:`Finding` objects or as rows of an audit's table."""
+    if hasattr(findings, "to_dict"):
+        return [Finding(**row) for row in findings.to_dict(orient="records")]
+    return list(findings)
+
+
 def audit_figure(
     location: StoreLike,
     case: str,
-    findings: Sequence[Finding],
+    findings: Iterable[Finding] | pd.DataFrame,
     *,
     storage_options: dict[str, Any] | None = None,
     level: int | None = None,
@@ -101,7 +116,8 @@ def audit_figure(
     case
         The case.
     findings
-        Its findings (an audit's, or the recorded ones).
+        Its findings (an audit's, or the recorded ones; a table's rows of other cases are
+        left out).
     storage_options
         fsspec options for a URL.
     level
@@ -109,6 +125,7 @@ def audit_figure(
     dpi
         Resolution of the figure.
     """
+    findings = [f for f in as_findings(findings) if f.case == case]
     (view,) = read_views(
         location, case, plane="sagittal", level=level, storage_options=storage_options
     )
@@ -167,7 +184,7 @@ def picture_name(case: str) -> str:
 
 def write_pictures(
     location: StoreLike,
-    findings: Sequence[Finding],
+    findings: Iterable[Finding] | pd.DataFrame,
     out: str | os.PathLike[str],
     *,
     storage_options: dict[str, Any] | None = None,
@@ -196,7 +213,7 @@ def write_pictures(
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     by_case: dict[str, list[Finding]] = {}
-    for f in findings:
+    for f in as_findings(findings):
         by_case.setdefault(f.case, []).append(f)
     written = []
     for case, found in by_case.items():

@@ -21,7 +21,7 @@ from zarr.abc.store import Store
 from .._version import __version__
 from ..errors import StoreError
 from ..io.auditrecord import RECORD_KEY, case_token, load_record, read_record, store_record
-from ..io.location import Location
+from ..io.location import TMP_DIR, Location
 from ..io.store import forget, open_catalogue, storage_options_of
 from ..schema import CASE_DIM, CASES_GROUP, GENERATION_KEY
 from .checks import CHECKS, ERROR, Finding, parse_checks
@@ -47,43 +47,53 @@ def record_audit(
     its earlier audit loses its earlier findings; a case an ingest rewrote while the audit ran
     is not recorded (audit it again).
     """
+    from ..write.claim import remove_internal_dir
     from ..write.lock import WriterLock
 
     loc = Location.resolve(location, storage_options=storage_options)
     with WriterLock(loc):
-        tokens = _still_current(loc, location, storage_options, result)
-        record = load_record(loc) or {"cases": {}, "findings": []}
-        old_cases: dict[str, Any] = record["cases"]
-        same = {c for c, t in tokens.items() if (old_cases.get(c) or {}).get("token") == t}
-        kept = [
-            f
-            for f in record["findings"]
-            if f.get("case") not in tokens
-            or (f.get("case") in same and f["check"] not in result.checks)
-        ]
-        new = [f.to_json() for f in result.findings if f.case in tokens]
-        when = str(result.info.get("time") or now())
-        cases = dict(old_cases)
-        for case, token in tokens.items():
-            before = set((old_cases.get(case) or {}).get("checks") or []) if case in same else set()
-            cases[case] = {
-                "token": token,
-                "time": when,
-                "version": AUDIT_VERSION,
-                "checks": [c for c in CHECKS if c in before | set(result.checks)],
-            }
-        merged = sort_findings((Finding.from_json(f) for f in kept + new), sorted(cases))
-        store_record(
-            loc,
-            {
-                "version": AUDIT_VERSION,
-                "created_by": f"ctspine_zarr {__version__}",
-                "time": when,
-                "parameters": dict(result.parameters),
-                "cases": dict(sorted(cases.items())),
-                "findings": [f.to_json() for f in merged],
-            },
-        )
+        _merge(loc, location, storage_options, result)
+        loc.delete_prefix(TMP_DIR)  # where the atomic write staged its bytes
+    remove_internal_dir(loc)
+
+
+def _merge(
+    loc: Location, location: Any, storage_options: dict[str, Any] | None, result: AuditResult
+) -> None:
+    """Under the lock: merge ``result`` into the record and write it."""
+    tokens = _still_current(loc, location, storage_options, result)
+    record = load_record(loc) or {"cases": {}, "findings": []}
+    old_cases: dict[str, Any] = record["cases"]
+    same = {c for c, t in tokens.items() if (old_cases.get(c) or {}).get("token") == t}
+    kept = [
+        f
+        for f in record["findings"]
+        if f.get("case") not in tokens
+        or (f.get("case") in same and f["check"] not in result.checks)
+    ]
+    new = [f.to_json() for f in result.findings if f.case in tokens]
+    when = str(result.info.get("time") or now())
+    cases = dict(old_cases)
+    for case, token in tokens.items():
+        before = set((old_cases.get(case) or {}).get("checks") or []) if case in same else set()
+        cases[case] = {
+            "token": token,
+            "time": when,
+            "version": AUDIT_VERSION,
+            "checks": [c for c in CHECKS if c in before | set(result.checks)],
+        }
+    merged = sort_findings((Finding.from_json(f) for f in kept + new), sorted(cases))
+    store_record(
+        loc,
+        {
+            "version": AUDIT_VERSION,
+            "created_by": f"ctspine_zarr {__version__}",
+            "time": when,
+            "parameters": dict(result.parameters),
+            "cases": dict(sorted(cases.items())),
+            "findings": [f.to_json() for f in merged],
+        },
+    )
 
 
 def _still_current(

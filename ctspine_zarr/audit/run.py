@@ -54,6 +54,33 @@ def _run(
         bar.close()
 
 
+def _describe_run(
+    result: AuditResult,
+    catalogue: Any,
+    graph: AuditGraph,
+    started: float,
+    location: Any,
+    split: str | Sequence[str] | None,
+) -> None:
+    """Fill ``result.info``: version, time, how long, where, what the ``size`` check compared."""
+    result.info.update(
+        {
+            "version": AUDIT_VERSION,
+            "created_by": f"ctspine_zarr {__version__}",
+            "time": now(),
+            "seconds": time.perf_counter() - started,
+            "location": location if isinstance(location, str) else repr(location),
+            "split": split if split is None or isinstance(split, str) else list(split),
+            "blocks": graph.blocks,
+        }
+    )
+    if "size" in result.checks:
+        levels = levels_checked(catalogue, int(result.parameters["min_level_cases"]))
+        result.info["size_levels"] = levels
+        present = np.asarray(catalogue["voxel_count"].values).any(axis=0).sum()
+        result.info["size_levels_present"] = int(present)
+
+
 def audit_store(
     location: str | os.PathLike | Any,
     *,
@@ -134,35 +161,20 @@ def audit_store(
     started = time.perf_counter()
     results = _run(graph, scheduler, workers, progress)
     findings = [f for r in results for f in r.findings]
+    parameters = {
+        "min_fragment_voxels": int(min_fragment_voxels),
+        "size_threshold": float(size_threshold),
+        "min_level_cases": int(min_level_cases),
+    }
     if "size" in wanted:
         findings += check_size(
             catalogue, chosen, threshold=size_threshold, min_cases=min_level_cases
         )
     result = AuditResult(
-        findings=sort_findings(findings, chosen),
-        cases={r.case: r.token for r in results},
-        checks=wanted,
-        parameters={
-            "min_fragment_voxels": int(min_fragment_voxels),
-            "size_threshold": float(size_threshold),
-            "min_level_cases": int(min_level_cases),
-        },
-        info={
-            "version": AUDIT_VERSION,
-            "created_by": f"ctspine_zarr {__version__}",
-            "time": now(),
-            "seconds": time.perf_counter() - started,
-            "location": location if isinstance(location, str) else repr(location),
-            "split": split if split is None or isinstance(split, str) else list(split),
-            "blocks": graph.blocks,
-            "catalogue_generation": opened.attrs.get(GENERATION_KEY),
-        },
+        sort_findings(findings, chosen), {r.case: r.token for r in results}, wanted, parameters
     )
-    if "size" in wanted:
-        labels = levels_checked(catalogue, min_level_cases)
-        result.info["size_levels"] = labels
-        present = np.asarray(catalogue["voxel_count"].values).any(axis=0).sum()
-        result.info["size_levels_present"] = int(present)
+    _describe_run(result, catalogue, graph, started, location, split)
+    result.info["catalogue_generation"] = opened.attrs.get(GENERATION_KEY)
     if record:
         from .record import record_audit
 

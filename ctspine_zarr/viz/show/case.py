@@ -74,8 +74,7 @@ def plot_case(
     dpi
         Resolution of the figure.
     marks, names, notes
-        Problems to circle, vertebra names on the panels, lines under them (see
-        :func:`ctspine_zarr.viz.show.draw_views`; ``show --audit`` passes an audit's).
+        Passed to :func:`ctspine_zarr.viz.show.draw_views` (``show --audit``).
 
     Returns
     -------
@@ -94,16 +93,9 @@ def plot_case(
         storage_options=storage_options,
     )
     title = f"{case_id}   window [{vmin:g}, {vmax:g}] HU"
+    shown: dict[str, Any] = {"marks": marks, "names": names, "notes": notes}
     return draw_views(
-        views,
-        window=window,
-        title=title,
-        alpha=alpha,
-        panel_height=panel_height,
-        dpi=dpi,
-        marks=marks,
-        names=names,
-        notes=notes,
+        views, window=window, title=title, alpha=alpha, panel_height=panel_height, dpi=dpi, **shown
     )
 
 

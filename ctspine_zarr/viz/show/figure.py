@@ -130,13 +130,7 @@ def draw_views(
     for view, ratio in zip(views, layout.ratios, strict=True):
         width = layout.panel_height * ratio
         left += _SIDE
-        rect = (
-            left / layout.width,
-            (_BOTTOM + layout.notes) / layout.height,
-            width / layout.width,
-            layout.panel_height / layout.height,
-        )
-        ax = fig.add_axes(rect)
+        ax = fig.add_axes(_rect(layout, left, width))
         _draw_panel(ax, view, cmap, (vmin, vmax), alpha)
         if names:
             _draw_names(ax, view)
@@ -152,6 +146,12 @@ def draw_views(
     if title:
         fig.suptitle(title, fontsize=11, y=1.0 - 0.08 / layout.height, va="top")
     return fig
+
+
+def _rect(layout: _Layout, left: float, width: float) -> tuple[float, float, float, float]:
+    """The axes rectangle (figure fractions) of a panel ``width`` inches wide at ``left``."""
+    bottom = (_BOTTOM + layout.notes) / layout.height
+    return left / layout.width, bottom, width / layout.width, layout.panel_height / layout.height
 
 
 @dataclass(frozen=True)
