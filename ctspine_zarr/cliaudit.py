@@ -44,7 +44,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
             json.dump(result.to_json(), fh, indent=2)
             fh.write("\n")
         say(f"wrote {args.json}")
-    if not args.no_record:
+    if not args.no_record and str(args.store).lower().startswith(("http://", "https://")):
+        say(f"the findings are not recorded: {args.store} is read-only over HTTP")
+    elif not args.no_record:
         record_audit(args.store, result, storage_options=options)
         say(f"recorded the findings in {args.store} (audit/zarr.json)")
     if args.out:
@@ -121,7 +123,8 @@ def add_audit(sub: Any) -> None:
     p.add_argument(
         "--no-record",
         action="store_true",
-        help="do not record the findings in the store (a read-only store needs it)",
+        help="do not record the findings in the store (a store over HTTP, read-only, is "
+        "never written)",
     )
     p.add_argument(
         "--min-fragment-voxels",

@@ -194,3 +194,23 @@ def test_an_audit_of_a_store_on_s3_records_its_findings(defect_tree, s3) -> None
     assert flagged_cases(ds) == flagged
     assert set(ds.ctspine.case_ids()) - set(ds.ctspine.case_ids(exclude_flagged=True)) == flagged
     assert len(read_findings(url, storage_options=options)) == len(result.findings)
+
+
+def test_over_http_the_record_is_read_and_never_written(flagged_store) -> None:  # type: ignore[no-untyped-def]
+    from ctspine_zarr.io.serve import serve_directory
+
+    path, cases = flagged_store
+    gap_case = next(c.case_id for c in cases if c.defects and c.defects[0].kind == "gap")
+    audit_store(path, checks="gap", record=True)
+    before = (path / RECORD_KEY).read_bytes()
+    with serve_directory(path.parent) as server:
+        url = f"{server.url}/{path.name}"
+        assert flagged_cases(url) == {gap_case}
+        ds = ctspine_zarr.open(url)
+        assert set(ds.ctspine.case_ids()) - set(ds.ctspine.case_ids(exclude_flagged=True)) == {
+            gap_case
+        }
+        done = cli("audit", url, "--check", "order", "--quiet")
+        assert done.returncode == 1, done.stderr
+        assert f"the findings are not recorded: {url} is read-only over HTTP" in done.stdout
+    assert (path / RECORD_KEY).read_bytes() == before
