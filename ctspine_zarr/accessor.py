@@ -22,6 +22,7 @@ from .schema import CASE_DIM, IMAGE, LABEL
 from .selection import Names, Vertebrae, select, selected_ids
 
 if TYPE_CHECKING:
+    import pandas as pd
     from matplotlib.figure import Figure
 
     from .stats import DatasetStats
@@ -57,7 +58,12 @@ class CTSpineAccessor:
         return case
 
     def case_ids(
-        self, split: Names = None, source: Names = None, *, vertebra: Vertebrae = None
+        self,
+        split: Names = None,
+        source: Names = None,
+        *,
+        vertebra: Vertebrae = None,
+        exclude_flagged: bool | str | Sequence[str] = False,
     ) -> list[str]:
         """Return the case ids, optionally of some splits, sources or vertebrae.
 
@@ -69,6 +75,11 @@ class CTSpineAccessor:
             Source collection, e.g. ``"COLONOG"``, or several.
         vertebra
             Only the cases holding this vertebra (``22`` or ``"L3"``), or any of several.
+        exclude_flagged
+            Leave out the cases the store's recorded audit flagged (``ctspine-zarr audit``):
+            ``True`` for a finding of any check, or a check or list of checks (``"gap"``,
+            ``["order", "gap"]``) whose findings count. Reads the audit record (one request);
+            a store without one raises :class:`~ctspine_zarr.errors.StoreError`.
 
         Raises
         ------
@@ -76,7 +87,14 @@ class CTSpineAccessor:
             For an unknown split, source or vertebra (a ``ValueError``), naming the valid
             ones; see :meth:`select`.
         """
-        return selected_ids(self._ds, split=split, source=source, vertebra=vertebra)
+        ids = selected_ids(self._ds, split=split, source=source, vertebra=vertebra)
+        if exclude_flagged is not False:
+            from .audit import flagged_cases
+
+            checks = None if exclude_flagged is True else exclude_flagged
+            flagged = flagged_cases(self._ds, checks)
+            ids = [c for c in ids if c not in flagged]
+        return ids
 
     def select(
         self,
@@ -230,6 +248,53 @@ class CTSpineAccessor:
             storage_options=options or None,
             **kwargs,
         )
+
+    def audit(
+        self,
+        split: str | Sequence[str] | None = None,
+        *,
+        cases: Sequence[str] | None = None,
+        checks: str | Sequence[str] | None = None,
+        record: bool = False,
+        **kwargs: Any,
+    ) -> pd.DataFrame:
+        """Audit this catalogue's label maps against anatomy (runs the dask graph).
+
+        Parameters
+        ----------
+        split
+            Only cases of this split (or these splits).
+        cases
+            Only these cases (default: every case of this catalogue).
+        checks
+            The checks (default all: ``order``, ``gap``, ``fragments``, ``size``,
+            ``overlap``; see :mod:`ctspine_zarr.audit`).
+        record
+            Also record the findings in the store, for ``case_ids(exclude_flagged=True)``,
+            ``ctspine-zarr info`` and ``show --audit``.
+        **kwargs
+            Passed to :func:`ctspine_zarr.audit.audit_store` (``scheduler``, ``workers``,
+            ``progress``, ``min_fragment_voxels``, ...).
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per finding: ``case``, ``check``, ``labels``, ``detail``, ``severity``;
+            ``attrs["audit"]`` holds the audit's version, time, checks and parameters.
+        """
+        from .audit import audit_store
+
+        location, options = self._location()
+        result = audit_store(
+            location,
+            split=split,
+            cases=self.case_ids() if cases is None else cases,
+            checks=checks,
+            storage_options=options or None,
+            record=record,
+            **kwargs,
+        )
+        return result.frame()
 
     def plot(
         self,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cliargs, clicases
+from . import cliargs, cliaudit, clicases
 from .clierrors import explain, remotes_of
 from .errors import use_command_line_names
 from .schema import IMAGE_CODEC_CHOICES
@@ -56,15 +56,20 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
+    from .audit import describe_record
     from .info import describe
     from .io.store import open_catalogue
     from .selection import describe_selection, select
 
-    ds = open_catalogue(args.store, storage_options=_storage_options(args.storage_options))
+    options = _storage_options(args.storage_options)
+    ds = open_catalogue(args.store, storage_options=options)
     chosen = cliargs.selection(args)
     selected = describe_selection(**chosen)
     heading = f"{args.store} ({selected})" if selected else args.store
-    print(describe(select(ds, **chosen), location=heading))
+    subset = select(ds, **chosen)
+    print(describe(subset, location=heading))
+    ids = [str(c) for c in subset["case"].values]
+    print(describe_record(args.store, storage_options=options, cases=ids))
     return 0
 
 
@@ -101,6 +106,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
     out = _output(args)
     if out is None:
         raise ValueError("give the PNG file to write: show STORE CASE OUT.png")
+    options = _storage_options(args.storage_options)
+    marks: Any = ([], [])
+    if args.audit:
+        from .audit.pictures import case_marks
+
+        marks = case_marks(args.store, args.case, storage_options=options)
     return _report_written(
         "show",
         lambda: save_case_png(
@@ -111,7 +122,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
             plane=args.plane,
             window=args.window,
             level=0 if args.full_resolution else None,
-            storage_options=_storage_options(args.storage_options),
+            storage_options=options,
+            marks=marks[0],
+            names=args.audit,
+            notes=marks[1],
         ),
         (ValueError, IndexError),
     )
@@ -165,20 +179,6 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     if args.write_to_store:
         result.to_store(args.store, storage_options=options)
         print(f"recorded the statistics in {args.store} (root attrs {STORE_ATTR!r})")
-    return 0
-
-
-def _cmd_synth(args: argparse.Namespace) -> int:
-    from .testing.synthetic import make_raw_tree
-
-    cases = make_raw_tree(
-        args.dir,
-        n_cases=args.cases,
-        shape=(args.shape[0], args.shape[1]),
-        n_slices=(args.slices[0], args.slices[1]),
-        seed=args.seed,
-    )
-    print(f"wrote {len(cases)} cases under {args.dir}")
     return 0
 
 
@@ -372,6 +372,12 @@ def _add_show(sub: Any) -> None:
         help="read the coronal and sagittal cuts from every full-resolution slice, not from "
         "the case's 2x level (written by `ctspine-zarr pyramid`)",
     )
+    p.add_argument(
+        "--audit",
+        action="store_true",
+        help="circle the labels the store's recorded audit flagged, name every vertebra and "
+        "write the findings under the picture (run `ctspine-zarr audit STORE` first)",
+    )
     _add_output(p, "the PNG file to write", old_option=True)
     _add_location_options(p)
     p.set_defaults(func=_cmd_show)
@@ -408,35 +414,6 @@ def _add_stats(sub: Any) -> None:
     )
     cliargs.stats_arguments(p)
     p.set_defaults(func=_cmd_stats)
-
-
-def _add_synth(sub: Any) -> None:
-    p = sub.add_parser(
-        "synth",
-        help="write a CTSpine1K-like raw tree",
-        description="Write a raw tree laid out as CTSpine1K's (rawdata/, metadata/ with "
-        "the split file) with synthetic spine CT cases, for trying and testing.",
-    )
-    p.add_argument("dir", help="folder to write the raw tree into")
-    p.add_argument("--cases", type=cliargs.positive_int, default=6, help="number of cases")
-    p.add_argument(
-        "--shape",
-        type=cliargs.positive_int,
-        nargs=2,
-        default=(512, 512),
-        metavar=("Y", "X"),
-        help="in-plane size of every case, in voxels",
-    )
-    p.add_argument(
-        "--slices",
-        type=cliargs.positive_int,
-        nargs=2,
-        default=(40, 120),
-        metavar=("MIN", "MAX"),
-        help="range of the number of axial slices per case",
-    )
-    p.add_argument("--seed", type=cliargs.seed, default=0, help="random seed of the cases")
-    p.set_defaults(func=_cmd_synth)
 
 
 def _add_demo(sub: Any) -> None:
@@ -490,8 +467,9 @@ _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_show,
     _add_pyramid,
     _add_stats,
+    cliaudit.add_audit,
     _add_serve,
-    _add_synth,
+    cliaudit.add_synth,
     _add_demo,
 )
 

@@ -21,6 +21,8 @@ __all__ = [
     "HelpFormatter",
     "Parser",
     "add_selection",
+    "count",
+    "defect",
     "fingerprint_samples",
     "json_options",
     "port",
@@ -146,6 +148,17 @@ def _scheduler(text: str) -> str:
     )
 
 
+def _count(text: str) -> int:
+    return _whole(text, 0, "a whole number of at least 0")
+
+
+def _defect(text: str) -> str:
+    from .testing.synthetic.defects import parse_defects
+
+    parse_defects([text])
+    return text
+
+
 def _json_options(text: str) -> dict[str, Any]:
     try:
         options = json.loads(text)
@@ -168,6 +181,10 @@ def _fingerprint_samples(text: str) -> int | Literal["nnunet"] | None:
 workers = _typed("workers", _workers)
 #: A whole number of at least 1 (cases, sizes).
 positive_int = _typed("positive whole number", _positive_int)
+#: A whole number of at least 0 (a threshold).
+count = _typed("whole number", _count)
+#: ``synth --defects``: ``KIND[:CASE]`` or ``all``.
+defect = _typed("defect", _defect)
 #: A random seed: 0 to 2**32 - 1 (numpy's RandomState takes no other).
 seed = _typed("seed", _seed)
 #: A TCP port, 0 to 65535 (0: a free one).

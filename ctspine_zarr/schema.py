@@ -78,6 +78,11 @@ CATALOGUE_KEY_ENCODINGS: Final = (
     {"name": "default", "configuration": {"separator": "."}},
     {"name": "v2", "configuration": {"separator": "."}},
 )
+#: The group beside the catalogue whose attributes record the findings of the label audit
+#: (``ctspine-zarr audit``; see docs/format.md, "The audit record").
+AUDIT_GROUP: Final = "audit"
+#: The attribute of that group holding the record.
+AUDIT_KEY: Final = "ctspine_audit"
 #: The writer's own folder inside a store (lock, staged and replaced cases); exists only
 #: while an ingest runs or after one was killed.
 INTERNAL_DIR: Final = ".ctspine"

@@ -33,6 +33,26 @@ def store(raw_tree: tuple[Path, list[SyntheticCase]], tmp_path_factory: pytest.T
     return path
 
 
+#: The defects of :func:`defect_tree`: order defects in an LPS, a descending-z and two
+#: sagittally stored cases, then one of each kind wherever the tree can take it.
+DEFECTS = [("order", 1), ("order", 2), ("order", 5), ("order", 14), "all"]
+
+
+@pytest.fixture(scope="session")
+def defect_tree(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path, list[SyntheticCase]]:
+    """30 cases (every header variant, enough whole vertebrae per level for the audit's
+    ``size``), nine with an injected label defect: the raw tree, its store, the cases."""
+    base = tmp_path_factory.mktemp("defects")
+    cases = make_raw_tree(
+        base / "raw", n_cases=30, shape=(96, 96), n_slices=(40, 80), seed=5, defects=DEFECTS
+    )
+    report = ctspine_zarr.ingest(base / "raw", base / "s.zarr", workers=2, progress=False)
+    assert report.ok, report.summary()
+    return base / "raw", base / "s.zarr", cases
+
+
 @pytest.fixture(scope="session")
 def shared_split_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real CTSpine1K ``data_split.txt``, as the package ships it, in a file."""

@@ -52,6 +52,7 @@ def test_the_four_notebooks_are_there() -> None:
         "02_statistics.ipynb",
         "03_training.ipynb",
         "04_object_storage.ipynb",
+        "05_audit.ipynb",
     ):
         assert name in names
 

@@ -31,6 +31,7 @@ import fsspec
 from zarr.abc.store import Store
 
 from ..errors import IngestInterrupted, printable
+from ..io.auditrecord import case_token, prune_record
 from ..io.catalogue import (
     build_catalogue,
     publish_catalogue,
@@ -445,7 +446,8 @@ def _publish(
     """Publish the catalogue of the complete cases that are not still damaged.
 
     With ``overwrite`` the cases the raw tree does not hold are dropped from it, and
-    deleted once it is published.
+    deleted once it is published. Then the audit record forgets the cases it no longer
+    lists and those rewritten from changed sources.
     """
     tree_ids = {c.case_id for c in tree.cases}
     scan = scan_cases(loc)
@@ -460,6 +462,8 @@ def _publish(
     catalogue = build_catalogue(rows, splits=splits)
     catalogue.attrs[RAW_TREES_KEY] = report.raw_trees
     publish_catalogue(loc, catalogue, previous=document, cases=documents)
+    # the audit's findings of a case rewritten from changed sources (or dropped) are stale
+    prune_record(loc, {case_id: case_token(attrs) for case_id, attrs in rows.items()})
     for case_id in report.removed:  # after the switch: no reader's catalogue lists them
         loc.delete_prefix(f"{CASES_GROUP}/{case_id}")
     report.catalogue_cases = len(rows)

@@ -22,25 +22,31 @@ because nibabel writes gzip members with ``mtime = 0`` and no file name.
 The generator is split by what it holds: :mod:`.spine` (labels, levels, heights, windows),
 :mod:`.canvas` (slice painting primitives), :mod:`.torso` (the anatomy of one slice),
 :mod:`.volume` (:func:`make_volume`), :mod:`.nifti` (header variants, :func:`write_case`) and
-:mod:`.tree` (:func:`make_raw_tree`, :func:`write_split_file`). This package re-exports the
-public names.
+:mod:`.tree` (:func:`make_raw_tree`, :func:`write_split_file`), and :mod:`.defects` (label
+defects of each kind the audit finds, ``make_raw_tree(defects=...)``). This package re-exports
+the public names.
 """
 
 from __future__ import annotations
 
+from .defects import DEFECT_KINDS, Defect, inject_defect, parse_defects
 from .nifti import VARIANTS, SyntheticCase, write_case
 from .spine import SPINE_ORDER, spine_sequence
 from .tree import make_raw_tree, write_split_file
 from .volume import HU_MAX, HU_MIN, make_volume
 
 __all__ = [
+    "DEFECT_KINDS",
     "HU_MAX",
     "HU_MIN",
     "SPINE_ORDER",
     "VARIANTS",
+    "Defect",
     "SyntheticCase",
+    "inject_defect",
     "make_raw_tree",
     "make_volume",
+    "parse_defects",
     "spine_sequence",
     "write_case",
     "write_split_file",

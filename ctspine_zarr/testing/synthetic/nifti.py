@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from nibabel import orientations as nio
 
+from .defects import Defect
 from .volume import HU_MIN
 
 __all__ = ["VARIANTS", "SyntheticCase", "nifti_name", "write_case"]
@@ -77,6 +78,9 @@ class SyntheticCase:
         Paths of the written image and label files.
     variant
         Name of the header-quirk variant, one of :data:`VARIANTS`.
+    defects
+        The label defects injected into the case (``make_raw_tree(defects=...)``): what
+        the audit must find in it.
     """
 
     case_id: str
@@ -85,6 +89,7 @@ class SyntheticCase:
     image_path: pathlib.Path
     label_path: pathlib.Path
     variant: str
+    defects: tuple[Defect, ...] = ()
 
 
 def nifti_name(stem: str, gz: bool) -> str:

@@ -9,9 +9,12 @@ variant, slice count and spacing, spine window, position), renders it with
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import pathlib
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -19,8 +22,9 @@ from typing import Final
 import numpy as np
 
 from ctspine_zarr.schema import SOURCES, SPLIT_SECTIONS
-from ctspine_zarr.vertebrae import L6_LABEL, T13_LABEL
+from ctspine_zarr.vertebrae import L6_LABEL, T13_LABEL, vertebra_name
 
+from .defects import DEFECT_KINDS, can_take, inject_defect, parse_defects
 from .nifti import VARIANTS, SyntheticCase, nifti_name, write_case
 from .spine import SACRUM, fit_window, pick_window, spine_sequence
 from .volume import make_volume
@@ -191,6 +195,7 @@ def make_raw_tree(
     seed: int = 0,
     split_file: bool = True,
     gz: bool = True,
+    defects: Sequence[tuple[str, int | None]] | Sequence[str] = (),
 ) -> list[SyntheticCase]:
     """Write a CTSpine1K-like raw tree under root and return its cases.
 
@@ -218,6 +223,12 @@ def make_raw_tree(
         one listed name without files). Names are the image file names.
     gz
         Write ``.nii.gz`` (else ``.nii``).
+    defects
+        Label defects to inject, for testing the audit: ``(kind, case index)`` pairs (index
+        None: the first case that can take it) or ``"KIND[:CASE]"`` strings (``"all"``: one
+        of each kind), see :mod:`~ctspine_zarr.testing.synthetic.defects`. One defect per
+        case; each case's ``defects`` says what was injected, and
+        ``metadata/defects.json`` lists them. The images and the other cases are unchanged.
 
     Returns
     -------
@@ -227,7 +238,9 @@ def make_raw_tree(
     Raises
     ------
     ValueError
-        On a negative ``n_cases`` or an invalid ``n_slices`` range.
+        On a negative ``n_cases``, an invalid ``n_slices`` range, or defects that cannot be
+        placed (an unknown kind, a case index out of range or given twice, a case whose
+        vertebrae cannot take its defect).
     """
     if n_cases < 0:
         raise ValueError(f"n_cases must be >= 0, got {n_cases}")
@@ -240,19 +253,76 @@ def make_raw_tree(
     root = pathlib.Path(root)
     rng = np.random.default_rng(seed)
     used: set[str] = set()
+    plans = [_plan_case(rng, i, n_cases, (lo, hi), used) for i in range(n_cases)]
+    common = Counter(v for plan in plans for v in plan.window[1:-1])
+    chosen = _place_defects(plans, defects, common)
     cases = [
-        _write_planned_case(root, _plan_case(rng, i, n_cases, (lo, hi), used), (ny, nx), gz)
-        for i in range(n_cases)
+        _write_planned_case(root, plan, (ny, nx), gz, chosen.get(i), common)
+        for i, plan in enumerate(plans)
     ]
+    if chosen:
+        _write_defects(root, cases)
     if split_file:
         _write_tree_split_file(root, cases, rng, used, gz)
     return cases
 
 
+def _place_defects(
+    plans: Sequence[_CasePlan],
+    defects: Sequence[tuple[str, int | None]] | Sequence[str],
+    common: Mapping[int, int],
+) -> dict[int, str]:
+    """``{case index: kind}``: the given indexes, then the first free case that can take it
+    (for ``size``, the one whose inner vertebrae include the level most cases hold whole)."""
+    pairs = [d for d in defects if not isinstance(d, str)]
+    pairs += parse_defects([d for d in defects if isinstance(d, str)])
+    chosen: dict[int, str] = {}
+    for kind, index in sorted(pairs, key=lambda pair: pair[1] is None):
+        if kind not in DEFECT_KINDS:
+            raise ValueError(f"defect must be one of {', '.join(DEFECT_KINDS)}, but is {kind!r}")
+        if index is None:
+            free = [i for i, p in enumerate(plans) if i not in chosen and can_take(kind, p.window)]
+            if not free:
+                raise ValueError(f"no case left of the {len(plans)} can take the {kind} defect")
+            if kind == "size":
+                free.sort(key=lambda i: -max(common[v] for v in plans[i].window[1:-1]))
+            index = free[0]
+        if not 0 <= index < len(plans):
+            raise ValueError(f"defect {kind}:{index}: the tree has cases 0 to {len(plans) - 1}")
+        if index in chosen:
+            raise ValueError(f"case {index} gets two defects ({chosen[index]} and {kind})")
+        if not can_take(kind, plans[index].window):
+            window = plans[index].window
+            names = f"{vertebra_name(window[0])}-{vertebra_name(window[-1])}"
+            raise ValueError(
+                f"case {index} ({plans[index].case_id}, vertebrae {names}) holds too few "
+                f"vertebrae for the {kind} defect; choose another case"
+            )
+        chosen[index] = kind
+    return chosen
+
+
+def _write_defects(root: pathlib.Path, cases: Sequence[SyntheticCase]) -> None:
+    """``metadata/defects.json``: the injected defects, what the audit must find."""
+    entries = [
+        {"case": c.case_id, "kind": d.kind, "labels": list(d.labels), "description": d.description}
+        for c in cases
+        for d in c.defects
+    ]
+    path = root / "metadata" / "defects.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(entries, indent=2) + "\n", "utf-8")
+
+
 def _write_planned_case(
-    root: pathlib.Path, plan: _CasePlan, shape: tuple[int, int], gz: bool
+    root: pathlib.Path,
+    plan: _CasePlan,
+    shape: tuple[int, int],
+    gz: bool,
+    defect: str | None = None,
+    common: Mapping[int, int] | None = None,
 ) -> SyntheticCase:
-    """Render the volume of ``plan`` and write it into the tree."""
+    """Render the volume of ``plan``, inject its defect (if any) and write it into the tree."""
     hu, lab = make_volume(
         shape_zyx=(plan.nz, *shape),
         spacing_zyx=plan.spacing_zyx,
@@ -261,7 +331,8 @@ def _write_planned_case(
         colon_gas=plan.source == "COLONOG",
         contrast=plan.source in ("MSD-T10", "HNSCC-3DCT-RT") and bool(plan.seed % 2),
     )
-    return write_case(
+    injected = () if defect is None else (inject_defect(lab, defect, plan.window, common),)
+    case = write_case(
         root,
         plan.case_id,
         plan.source,
@@ -273,6 +344,7 @@ def _write_planned_case(
         offset_mm=plan.offset_mm,
         gz=gz,
     )
+    return dataclasses.replace(case, defects=injected)
 
 
 def _write_tree_split_file(

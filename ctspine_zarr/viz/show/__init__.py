@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from ...vertebrae import OTHER_LABEL_COLOUR
 from .case import plot_case, save_case_png
-from .figure import draw_views
+from .figure import Mark, draw_views
 from .raster import Picture, render_views, save_picture
 from .views import PLANES, PlaneView, read_views, volume_views
 from .window import OVERLAY_ALPHA, WINDOWS, compose_rgb, label_overlay, parse_window
@@ -50,6 +50,7 @@ __all__ = [
     "OVERLAY_ALPHA",
     "PLANES",
     "WINDOWS",
+    "Mark",
     "Picture",
     "PlaneView",
     "compose_rgb",

@@ -4,7 +4,8 @@ Both read the cuts (:func:`ctspine_zarr.viz.show.read_views`) and draw the same 
 the case id and the window in the title: :func:`plot_case` as a matplotlib figure
 (:func:`ctspine_zarr.viz.show.draw_views`, for notebooks and further drawing),
 :func:`save_case_png` straight into pixels (:func:`ctspine_zarr.viz.show.render_views`,
-~20 times faster to draw than a figure).
+~20 times faster to draw than a figure), unless audit marks, names or notes are asked for
+(``show --audit``): those are drawn by the figure.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from zarr.abc.store import Store
 
-from .figure import draw_views
+from .figure import Mark, draw_views
 from .layout import PANEL_HEIGHT
 from .raster import render_views, save_picture
 from .views import PlaneView, read_views
@@ -42,6 +43,9 @@ def plot_case(
     alpha: float = OVERLAY_ALPHA,
     panel_height: float = PANEL_HEIGHT,
     dpi: float = 100.0,
+    marks: Sequence[Mark] = (),
+    names: bool = False,
+    notes: Sequence[str] = (),
 ) -> Figure:
     """Draw a quick look of one case: CT planes, the vertebra labels and a legend.
 
@@ -75,6 +79,8 @@ def plot_case(
         Height of the panels, inches.
     dpi
         Resolution of the figure.
+    marks, names, notes
+        Passed to :func:`ctspine_zarr.viz.show.draw_views` (``show --audit``).
 
     Returns
     -------
@@ -92,8 +98,9 @@ def plot_case(
         level=level,
         storage_options=storage_options,
     )
+    shown: dict[str, Any] = {"marks": marks, "names": names, "notes": notes}
     return draw_views(
-        views, window=window, title=title, alpha=alpha, panel_height=panel_height, dpi=dpi
+        views, window=window, title=title, alpha=alpha, panel_height=panel_height, dpi=dpi, **shown
     )
 
 
@@ -139,15 +146,21 @@ def save_case_png(
     alpha: float = OVERLAY_ALPHA,
     panel_height: float = PANEL_HEIGHT,
     dpi: float = 100.0,
+    marks: Sequence[Mark] = (),
+    names: bool = False,
+    notes: Sequence[str] = (),
 ) -> Path:
     """Write :func:`plot_case`'s picture as a PNG (parent folders are created).
 
     The picture has :func:`plot_case`'s layout and colours but is drawn straight into
-    pixels (:func:`ctspine_zarr.viz.show.render_views`), without a matplotlib figure.
+    pixels (:func:`ctspine_zarr.viz.show.render_views`), without a matplotlib figure; with
+    ``marks``, ``names`` or ``notes`` (``show --audit``) it is :func:`plot_case`'s figure.
 
     Parameters
     ----------
     location, case_id, z, y, x, plane, window, level, storage_options, alpha, panel_height, dpi
+        As for :func:`plot_case`.
+    marks, names, notes
         As for :func:`plot_case`.
     out
         The PNG file to write.
@@ -168,7 +181,13 @@ def save_case_png(
         level=level,
         storage_options=storage_options,
     )
-    picture = render_views(
-        views, window=window, title=title, alpha=alpha, panel_height=panel_height, dpi=dpi
-    )
-    return save_picture(picture, out)
+    size: dict[str, Any] = {"alpha": alpha, "panel_height": panel_height, "dpi": dpi}
+    if marks or names or notes:  # the audit's annotations: the matplotlib figure draws them
+        fig = draw_views(
+            views, window=window, title=title, marks=marks, names=names, notes=notes, **size
+        )
+        target = Path(out)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(target, format="png", dpi=fig.dpi, facecolor=fig.get_facecolor())
+        return target
+    return save_picture(render_views(views, window=window, title=title, **size), out)

@@ -21,6 +21,8 @@ __all__ = [
     "BOTTOM",
     "LEGEND_COLUMN",
     "LEGEND_ROW",
+    "NOTES_WIDTH",
+    "NOTE_ROW",
     "PANEL_HEIGHT",
     "SIDE",
     "TOP",
@@ -41,6 +43,10 @@ BOTTOM: Final = 0.3
 LEGEND_ROW: Final = 0.2
 #: Width of one legend column, inches.
 LEGEND_COLUMN: Final = 0.85
+#: Height of one line of notes under the panels (``show --audit``), inches.
+NOTE_ROW: Final = 0.17
+#: Least width of a picture with notes, inches.
+NOTES_WIDTH: Final = 7.0
 
 
 def legend_labels(views: Sequence[PlaneView]) -> list[int]:
@@ -61,22 +67,29 @@ class Layout:
     legend_columns: int
     width: float
     height: float
+    notes: float = 0.0  # height of the notes under the panels
 
     @classmethod
-    def fit(cls, views: Sequence[PlaneView], n_labels: int, panel_height: float) -> Layout:
-        """Panels ``panel_height`` high, lower when the picture would be wider than 18 in."""
+    def fit(
+        cls, views: Sequence[PlaneView], n_labels: int, panel_height: float, n_notes: int = 0
+    ) -> Layout:
+        """Panels ``panel_height`` high, lower when the picture would be wider than 18 in;
+        ``n_notes`` lines of notes below them."""
         ratios = [w / h if h > 0 else 1.0 for w, h in (v.extent_mm for v in views)]
         height = panel_height
         n_columns, fixed = _fixed_width(len(views), n_labels, height)
         if fixed + height * sum(ratios) > _MAX_WIDTH:
             height = max(1.0, (_MAX_WIDTH - fixed) / sum(ratios))
             n_columns, fixed = _fixed_width(len(views), n_labels, height)
+        notes = n_notes * NOTE_ROW + 0.15 if n_notes else 0.0
+        width = fixed + height * sum(ratios)
         return cls(
             ratios=ratios,
             panel_height=height,
             legend_columns=n_columns,
-            width=fixed + height * sum(ratios),
-            height=TOP + height + BOTTOM,
+            width=max(width, NOTES_WIDTH) if n_notes else width,
+            height=TOP + height + BOTTOM + notes,
+            notes=notes,
         )
 
     @property
