@@ -281,6 +281,15 @@ def test_the_record_persists_and_flags_cases(copy) -> None:  # type: ignore[no-u
     assert flagged_cases(ds, ["gap"]) == {gap_case}
     assert gap_case not in ds.ctspine.case_ids(exclude_flagged="gap")
     assert len(ds.ctspine.case_ids(exclude_flagged=["gap"])) == len(ids) - 1
+    # the loaders leave out the same cases (the one selection, then the record)
+    from ctspine_zarr.sampling import PatchSequence, SliceSequence, VolumeSequence
+
+    kept = [c for c in ids if c not in flagged]
+    assert list(VolumeSequence(path, exclude_flagged=True).case_ids) == kept
+    assert list(SliceSequence(path, exclude_flagged=True).case_ids) == kept
+    patches = PatchSequence(path, patch_size=(8, 16, 16), exclude_flagged="gap")
+    assert gap_case not in patches.case_ids and len(patches.case_ids) == len(ids) - 1
+    assert list(VolumeSequence(path).case_ids) == ids  # without it: every case
     back = read_findings(path)
     assert back.equals(frame) and back.attrs["audit"]["version"] == 1
     record = read_record(path)

@@ -9,6 +9,7 @@ boxes. :data:`VERTEBRA_COLUMN` maps a vertebra label to its column in those arra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,19 +60,31 @@ def select_cases(
     split: Names = None,
     source: Names = None,
     vertebra: Vertebrae = None,
+    exclude_flagged: bool | str | Sequence[str] = False,
 ) -> CaseTable:
     """Return the cases of ``catalogue`` in ``split``, of ``source``, holding ``vertebra``.
 
     The selection is :func:`ctspine_zarr.selection.case_positions`'s: None selects every
     case, each filter takes one value or several. A catalogue whose vertebra axis differs
     from :data:`ctspine_zarr.vertebrae.VERTEBRA_LABELS` is aligned to it first.
+    ``exclude_flagged`` leaves out the cases the store's recorded audit flagged
+    (:func:`ctspine_zarr.audit.flagged_cases`: ``True`` for any check, or some checks).
 
     Raises
     ------
     SelectionError
         For an unknown split, source or vertebra (a ``ValueError``), naming the valid ones.
+    StoreError
+        With ``exclude_flagged`` when the store holds no audit record.
     """
     rows = case_positions(catalogue, split=split, source=source, vertebra=vertebra)
+    if exclude_flagged is not False and len(rows):
+        from ..audit import flagged_cases  # the audit record is read only when asked for
+
+        checks = None if exclude_flagged is True else exclude_flagged
+        flagged = flagged_cases(catalogue, checks)
+        ids = np.asarray(catalogue[CASE_DIM].values)
+        rows = np.array([r for r in rows if str(ids[r]) not in flagged], dtype=np.int64)
     if not len(rows):
         return _no_cases()
     if list(catalogue[VERTEBRA_DIM].values) != list(VERTEBRA_LABELS):

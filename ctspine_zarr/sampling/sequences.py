@@ -48,6 +48,7 @@ class _StoreSequence(Sequence[Item]):
     split: Names = field(default=None, kw_only=False)
     source: Names = None
     vertebra: Vertebrae = None
+    exclude_flagged: bool | str | Sequence[str] = False
     transform: Transform | None = None
     image_dtype: npt.DTypeLike | None = np.float32
     segmentation_dtype: npt.DTypeLike | None = np.int64
@@ -69,7 +70,13 @@ class _StoreSequence(Sequence[Item]):
         )
         self.image_dtype, self.segmentation_dtype = self.dtypes
         catalogue = open_catalogue(self.location, storage_options=self.storage_options)
-        cases = select_cases(catalogue, split=self.split, source=self.source, vertebra=self.labels)
+        cases = select_cases(
+            catalogue,
+            split=self.split,
+            source=self.source,
+            vertebra=self.labels,
+            exclude_flagged=self.exclude_flagged,
+        )
         #: Case ids of the dataset; ``index`` of an item is a position in this tuple.
         self.case_ids: tuple[str, ...] = cases.ids
         self.case_sources: tuple[str, ...] = cases.sources
@@ -195,6 +202,9 @@ class SliceSequence(_StoreSequence):
     An unknown split, source or vertebra raises
     :class:`~ctspine_zarr.errors.SelectionError` naming the valid ones; the selection is
     :func:`ctspine_zarr.selection.case_positions`'s, the same as ``ds.ctspine.select``.
+    exclude_flagged
+        Leave out the cases the store's recorded audit flagged (``ctspine-zarr audit``):
+        ``True`` for a finding of any check, or a check or list of checks (``"gap"``).
     foreground_only
         Keep only the slices holding a vertebra (from the stored ``slice_vertebrae`` index,
         read once per case at construction; masks are never read for it).
