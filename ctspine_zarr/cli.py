@@ -16,6 +16,7 @@ from typing import Any
 
 from . import cliargs
 from .clierrors import explain, remotes_of
+from .cliexport import add_export, add_export_nnunet
 from .errors import use_command_line_names
 from .schema import IMAGE_CODEC_CHOICES, SPLITS
 
@@ -65,22 +66,6 @@ def _report_written(
         return 2
     print(f"wrote {path}")
     return 0
-
-
-def _cmd_export(args: argparse.Namespace) -> int:
-    from .io.export import to_nifti
-
-    return _report_written(
-        "export",
-        lambda: to_nifti(
-            args.store,
-            args.case,
-            args.out,
-            label=args.label,
-            storage_options=_storage_options(args.storage_options),
-        ),
-        (ValueError,),
-    )
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
@@ -351,21 +336,6 @@ def _add_cases(sub: Any) -> None:
     p.set_defaults(func=_cmd_cases)
 
 
-def _add_export(sub: Any) -> None:
-    p = sub.add_parser(
-        "export",
-        help="write a case back to NIfTI with its original header",
-        description="Write a case's image (or label map) back to the NIfTI file it was "
-        "ingested from: the original header, voxel order and values.",
-    )
-    p.add_argument("store", help="path or fsspec URL of the store")
-    p.add_argument("case", help="case id (ctspine-zarr cases STORE lists them)")
-    _add_output(p, "output .nii or .nii.gz path (its folder must exist)", old_option=False)
-    p.add_argument("--label", action="store_true", help="export the label map, not the image")
-    _add_location_options(p)
-    p.set_defaults(func=_cmd_export)
-
-
 def _add_verify(sub: Any) -> None:
     p = sub.add_parser(
         "verify",
@@ -524,7 +494,8 @@ _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_ingest,
     _add_info,
     _add_cases,
-    _add_export,
+    add_export,
+    add_export_nnunet,
     _add_verify,
     _add_show,
     _add_pyramid,
