@@ -266,30 +266,35 @@ def _case_ref(values: dict[str, Any]) -> CaseRef:
     return CaseRef(**values)
 
 
-class CanonicalBlock(NamedTuple):
-    """Slices of one array of a case, in closest-canonical RAS+ orientation.
+# The functional form (as CaseReaders in slicereader): the field types are objects, which the
+# API reference resolves, not strings of this module's future annotations.
+CanonicalBlock = NamedTuple(  # noqa: UP014
+    "CanonicalBlock",
+    [
+        ("data", np.ndarray),
+        ("affine", np.ndarray),
+        ("z0", int),
+        ("z1", int),
+        ("n_z", int),
+        ("attrs", dict),
+    ],
+)
+CanonicalBlock.__doc__ = """Slices of one array of a case, in closest-canonical RAS+ orientation.
 
-    Attributes
-    ----------
-    data
-        The voxels indexed ``[x, y, z]`` (a transposed view of C-ordered ``[z, y, x]``
-        slices, the way nibabel's arrays of a NIfTI file are laid out).
-    affine
-        The 4x4 affine of exactly these voxels (the case's canonical affine shifted by ``z0``).
-    z0, z1
-        The slices read: ``[z0, z1)`` of the case.
-    n_z
-        The slices of the case.
-    attrs
-        The case's attributes (``source_affine``, ``spacing_zyx``, ``split``, ...).
-    """
-
-    data: np.ndarray
-    affine: np.ndarray
-    z0: int
-    z1: int
-    n_z: int
-    attrs: dict[str, Any]
+Attributes
+----------
+data
+    The voxels indexed ``[x, y, z]`` (a transposed view of C-ordered ``[z, y, x]`` slices,
+    the way nibabel's arrays of a NIfTI file are laid out).
+affine
+    The 4x4 affine of exactly these voxels (the case's canonical affine shifted by ``z0``).
+z0, z1
+    The slices read: ``[z0, z1)`` of the case.
+n_z
+    The slices of the case.
+attrs
+    The case's attributes (``source_affine``, ``spacing_zyx``, ``split``, ...).
+"""
 
 
 def read_canonical(
