@@ -249,7 +249,7 @@ class CTSpineReader(ImageReader):
 
     def _one(self, ref: Reference) -> tuple[np.ndarray, dict[str, Any]]:
         options = self.storage_options or None
-        block = read_canonical(ref, storage_options=options, dtype=self.dtype)
+        block = read_canonical(ref, storage_options=options, dtype=self.dtype, contiguous=True)
         meta = _source_meta(ref, options)
         meta[MetaKeys.AFFINE] = block.affine
         meta[MetaKeys.ORIGINAL_AFFINE] = np.asarray(block.attrs["source_affine"], dtype=np.float64)

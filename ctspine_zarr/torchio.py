@@ -71,8 +71,12 @@ class StoreReader:
 
     def __call__(self, path: str | os.PathLike[str]) -> tuple[torch.Tensor, np.ndarray]:
         """Read the referenced array: a ``(1, X, Y, Z)`` tensor and its 4x4 affine."""
+        # contiguous: TorchIO copies what a reader returns (torch.cat), fast only when it is
         block = read_canonical(
-            parse_reference(path), storage_options=self.storage_options or None, dtype=self.dtype
+            parse_reference(path),
+            storage_options=self.storage_options or None,
+            dtype=self.dtype,
+            contiguous=True,
         )
         return torch.from_numpy(block.data[np.newaxis]), block.affine
 

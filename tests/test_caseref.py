@@ -19,6 +19,7 @@ from ctspine_zarr.io.caseref import (
     format_reference,
     parse_reference,
     read_canonical,
+    transposed,
 )
 from ctspine_zarr.testing.synthetic import SyntheticCase
 
@@ -103,8 +104,20 @@ def test_canonical_reads_equal_the_source_files(
             assert (part.z0, part.z1, part.n_z) == (3, n_z - 2, n_z)
             assert part.data.dtype == np.float32
             np.testing.assert_array_equal(part.data, expected[:, :, 3 : n_z - 2])
+            copy = read_canonical(Reference(str(store), case.case_id, array), contiguous=True)
+            assert copy.data.flags.c_contiguous and copy.data.dtype == whole.data.dtype
+            np.testing.assert_array_equal(copy.data, expected)
             # the slab's affine places its first voxel where the whole's slice 3 is
             np.testing.assert_allclose(part.affine[:, 3], whole.affine @ [0, 0, 3, 1])
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1), (17, 65, 3), (40, 130, 129), (5, 3, 200)])
+@pytest.mark.parametrize("dtype", [None, np.float32, np.int32])
+def test_transposed_is_a_contiguous_transpose(shape: tuple[int, int, int], dtype: object) -> None:
+    zyx = np.random.default_rng(0).integers(-500, 500, size=shape).astype(np.int16)
+    got = transposed(zyx, None if dtype is None else np.dtype(dtype))  # type: ignore[arg-type]
+    assert got.flags.c_contiguous and got.dtype == (zyx.dtype if dtype is None else dtype)
+    np.testing.assert_array_equal(got, zyx.transpose(2, 1, 0))
 
 
 def test_an_empty_z_range_names_the_case(store: Path) -> None:
