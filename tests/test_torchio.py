@@ -84,3 +84,17 @@ def test_subjects_dataset_selects_by_split_and_queues_label_patches(store: Path)
     # LabelSampler centres each patch on a labelled voxel
     assert all(p.max() > 0 for p in patches)
     assert {c for b in batches for c in b["case"]} == set(ds.ctspine.case_ids(split="train"))
+
+
+def test_a_url_store_with_storage_options(store: Path, s3) -> None:  # type: ignore[no-untyped-def]
+    import fsspec
+
+    bucket, options, _ = s3
+    target = f"{bucket.removeprefix('s3://')}/s.zarr/"
+    fsspec.filesystem("s3", **options).put(f"{store}/", target, recursive=True)
+    case = ctspine_zarr.open(store).ctspine.case_ids()[2]
+    remote = subject(f"{bucket}/s.zarr", case, storage_options=options)
+    assert str(remote["label"].path).startswith("s3:/")  # TorchIO keeps it as a Path
+    local = subject(store, case)
+    assert torch.equal(remote["label"].data, local["label"].data)
+    np.testing.assert_array_equal(remote["image"].affine, local["image"].affine)
