@@ -86,7 +86,7 @@ def add_export_nnunet(sub: Any) -> None:
         required=True,
         type=cliargs.dataset_id,
         metavar="N",
-        help="nnU-Net's dataset id, 1-999 (the folder is DatasetNNN_NAME)",
+        help="nnU-Net's dataset id, 1-999 (the folder is DatasetNNN_NAME); required, no default",
     )
     p.add_argument("--name", default="CTSpine1K", help="the dataset name")
     p.add_argument(
