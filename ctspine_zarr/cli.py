@@ -16,6 +16,7 @@ from typing import Any
 
 from . import cliargs, cliaudit, clicases
 from .clierrors import explain, remotes_of
+from .clinnunet import add_export_nnunet
 from .errors import use_command_line_names
 from .schema import IMAGE_CODEC_CHOICES
 
@@ -463,6 +464,7 @@ _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_info,
     clicases.add_cases,
     clicases.add_export,
+    add_export_nnunet,
     _add_verify,
     _add_show,
     _add_pyramid,

@@ -22,6 +22,7 @@ __all__ = [
     "Parser",
     "add_selection",
     "count",
+    "dataset_id",
     "defect",
     "fingerprint_samples",
     "json_options",
@@ -137,6 +138,13 @@ def _port(text: str) -> int:
     return value
 
 
+def _dataset_id(text: str) -> int:
+    value = _whole(text, 1, "a whole number from 1 to 999")
+    if value > 999:
+        raise ValueError(f"must be a whole number from 1 to 999, but is {value}")
+    return value
+
+
 def _scheduler(text: str) -> str:
     from .parallel import SCHEDULERS
 
@@ -189,6 +197,8 @@ defect = _typed("defect", _defect)
 seed = _typed("seed", _seed)
 #: A TCP port, 0 to 65535 (0: a free one).
 port = _typed("port", _port)
+#: ``--dataset-id``: nnU-Net's dataset id, 1 to 999.
+dataset_id = _typed("dataset id", _dataset_id)
 #: ``--scheduler``: a local scheduler's name, ``distributed`` or an address.
 scheduler = _typed("scheduler", _scheduler)
 #: ``--storage-options``: a JSON object.

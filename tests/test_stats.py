@@ -285,6 +285,65 @@ def test_case_table_equals_numpy(threaded: S.DatasetStats, full) -> None:
         assert row["has_l6"] == bool((label == 25).any())
         assert row["has_t13"] == bool((label == 28).any())
         assert row["nonfinite_voxels"] == 0
+        assert tuple(int(row[c]) for c in S.BOX_COLUMNS) == _numpy_box(image)
+
+
+def _numpy_box(image: np.ndarray) -> tuple[int, ...] | None:
+    """The half-open box of the nonzero voxels, the way nnU-Net's crop finds it."""
+    where = np.argwhere(image != 0)
+    if not where.size:
+        return None
+    return (*where.min(axis=0).tolist(), *(where.max(axis=0) + 1).tolist())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.tuples(st.integers(1, 6), st.integers(1, 6), st.integers(1, 6)),
+    pad=st.tuples(*[st.integers(0, 2)] * 6),
+    z_offset=st.integers(0, 40),
+    seed=st.integers(0, 2**16),
+)
+def test_nonzero_box_equals_numpy(shape, pad, z_offset, seed) -> None:  # type: ignore[no-untyped-def]
+    """Zero borders of any width on any side, a sparse inside; blocks merge into the box."""
+    rng = np.random.default_rng(seed)
+    inner = rng.integers(-2, 3, size=shape).astype(np.int16)
+    image = np.pad(inner, [(pad[0], pad[1]), (pad[2], pad[3]), (pad[4], pad[5])])
+    expected = _numpy_box(image)
+    box = S.nonzero_box(image, z_offset)
+    if expected is None:
+        assert box is None
+    else:
+        assert box == (
+            expected[0] + z_offset,
+            *expected[1:3],
+            expected[3] + z_offset,
+            *expected[4:],
+        )
+    halves = (
+        [S.nonzero_box(image[:k], 0), S.nonzero_box(image[k:], k)] if (k := len(image) // 2) else []
+    )
+    if halves:
+        assert S.merge_boxes(halves) == S.nonzero_box(image, 0)
+
+
+def test_case_table_holds_the_nonzero_box(tmp_path: Path) -> None:
+    """A case whose image has zero borders: the box of the case table is numpy's."""
+    image = np.full((12, 10, 9), -1000, dtype=np.int16)
+    image[:, :2] = 0
+    image[:, :, -3:] = 0
+    image[:4] = 0
+    label = np.zeros(image.shape, dtype=np.uint8)
+    label[6:9, 4:6, 3:5] = 22
+    raw = tmp_path / "raw"
+    from ctspine_zarr.testing.synthetic import write_case
+
+    write_case(
+        raw, "liver_1", "MSD-T10", image_zyx=image, label_zyx=label, spacing_zyx=(2.0, 1.0, 1.0)
+    )
+    ctspine_zarr.ingest(raw, tmp_path / "s.zarr", progress=False, workers=1)
+    row = ctspine_zarr.open(tmp_path / "s.zarr").ctspine.stats(slices_per_task=5).cases.iloc[0]
+    got = tuple(int(row[c]) for c in S.BOX_COLUMNS)
+    assert got == _numpy_box(image) == (4, 2, 0, 12, 10, 6)
 
 
 def test_catalogue_agrees_with_tables(threaded: S.DatasetStats, store: Path) -> None:

@@ -79,14 +79,22 @@ table rows), :mod:`~ctspine_zarr.stats.graph` (the dask graph),
 ``ctspine-zarr stats`` in :mod:`ctspine_zarr.cli`.
 """
 
-from .cases import OVERALL
+from .cases import BOX_COLUMNS, OVERALL
 from .compute import compute_stats
 from .graph import StatsGraph, build_graph
 from .histogram import Histogram, merge_histograms
-from .kernels import NNUNET_SEED, NNUNET_TOTAL_SAMPLES, block_stats, nnunet_samples
+from .kernels import (
+    NNUNET_SEED,
+    NNUNET_TOTAL_SAMPLES,
+    block_stats,
+    merge_boxes,
+    nnunet_samples,
+    nonzero_box,
+)
 from .results import PERCENTILES, STORE_ATTR, DatasetStats
 
 __all__ = [
+    "BOX_COLUMNS",
     "NNUNET_SEED",
     "NNUNET_TOTAL_SAMPLES",
     "OVERALL",
@@ -98,6 +106,8 @@ __all__ = [
     "build_graph",
     "block_stats",
     "compute_stats",
+    "merge_boxes",
     "merge_histograms",
     "nnunet_samples",
+    "nonzero_box",
 ]

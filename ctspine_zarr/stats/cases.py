@@ -24,12 +24,16 @@ from ..vertebrae import (
 from .histogram import Histogram, merge_histograms
 from .kernels import NNUNET_SEED, _Partial, merge_partials, nnunet_samples
 
-__all__ = ["OVERALL", "finalize_case", "merge_groups"]
+__all__ = ["BOX_COLUMNS", "OVERALL", "finalize_case", "merge_groups"]
 
 #: Name of the group of all requested cases in the fingerprint and the summaries.
 OVERALL: Final = "all"
 
 _RANK: Final = {label: i for i, label in enumerate(ANATOMICAL_ORDER)}
+#: The case table's columns of the nonzero box (nnU-Net's crop), ``(z, y, x)`` half-open.
+BOX_COLUMNS: Final = tuple(
+    f"nonzero_{end}_{axis}" for end in ("start", "stop") for axis in ("z", "y", "x")
+)
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,14 @@ def _case_row(part: _Partial, meta: _CaseMeta) -> dict[str, Any]:
         "has_l6": L6_LABEL in part.labels,
         "has_t13": T13_LABEL in part.labels,
         "other_labels": sorted(v for v in part.labels if v not in VERTEBRA_NAMES),
+        **_box_columns(part.nonzero),
     }
+
+
+def _box_columns(box: tuple[int, ...] | None) -> dict[str, int]:
+    """The nonzero box as case-table columns; an all-zero image has an empty box (-1)."""
+    values = box if box is not None else (-1,) * 6
+    return dict(zip(BOX_COLUMNS, (int(v) for v in values), strict=True))
 
 
 def merge_groups(groups: Sequence[_Group]) -> _Group:

@@ -23,8 +23,10 @@ __all__ = [
     "NNUNET_SEED",
     "NNUNET_TOTAL_SAMPLES",
     "block_stats",
+    "merge_boxes",
     "merge_partials",
     "nnunet_samples",
+    "nonzero_box",
 ]
 
 #: nnU-Net v2's ``num_foreground_voxels_for_intensitystats``: foreground voxels sampled in all.
@@ -107,6 +109,43 @@ class _Partial:
     foreground: int
     #: ``(first slice, foreground values in C order)`` per block, for the nnU-Net sampling
     pieces: list[tuple[int, np.ndarray]] = field(default_factory=list)
+    #: half-open ``(z0, y0, x0, z1, y1, x1)`` box of the nonzero image voxels (None: none)
+    nonzero: tuple[int, ...] | None = None
+
+
+def nonzero_box(image: np.ndarray, z_offset: int = 0) -> tuple[int, ...] | None:
+    """The half-open ``(z0, y0, x0, z1, y1, x1)`` box of the voxels of ``image`` that are not 0.
+
+    It is the box nnU-Net crops every case to (``crop_to_nonzero``: NaN counts as nonzero).
+    CT holds no zero border, so the faces are looked at first: when each holds a nonzero
+    voxel, the box is the whole block without a pass over it.
+    """
+    if image.size == 0:
+        return None
+    nz = image.shape[0]
+    faces = (image[0], image[-1], image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1])
+    if all(face.any() for face in faces):
+        return (z_offset, 0, 0, z_offset + nz, image.shape[1], image.shape[2])
+    mask = image != 0
+    plane = mask.any(axis=0)
+    if not plane.any():
+        return None
+    bounds = []
+    for along in (mask.reshape(nz, -1).any(axis=1), plane.any(axis=1), plane.any(axis=0)):
+        where = np.flatnonzero(along)
+        bounds.append((int(where[0]), int(where[-1]) + 1))
+    (z0, z1), (y0, y1), (x0, x1) = bounds
+    return (z0 + z_offset, y0, x0, z1 + z_offset, y1, x1)
+
+
+def merge_boxes(boxes: Sequence[tuple[int, ...] | None]) -> tuple[int, ...] | None:
+    """The smallest box holding every box of ``boxes`` (None: no box)."""
+    found = [b for b in boxes if b is not None]
+    if not found:
+        return None
+    return tuple(min(b[i] for b in found) for i in range(3)) + tuple(
+        max(b[i] for b in found) for i in range(3, 6)
+    )
 
 
 def _moments(image: np.ndarray) -> _Moments:
@@ -171,6 +210,7 @@ def block_stats(
     """
     nz, ny, nx = label.shape
     partial = _Partial(voxels=int(label.size), hu=_moments(image), labels={}, foreground=0)
+    partial.nonzero = nonzero_box(image, z_offset)
     flat_label = label.reshape(-1)
     index = _flat_nonzero(flat_label)
     partial.foreground = int(index.size)
@@ -264,6 +304,7 @@ def merge_partials(parts: Sequence[_Partial]) -> _Partial:
             hist=merge_histograms(lp.hist for lp in lps),
         )
     out.pieces = [piece for p in parts for piece in p.pieces]
+    out.nonzero = merge_boxes([p.nonzero for p in parts])
     return out
 
 

@@ -26,7 +26,7 @@ from ..errors import StoreError
 from ..io.store import forget, to_store
 from ..selection import describe_selection
 from ..vertebrae import VERTEBRA_LABELS, vertebra_name
-from .cases import _RANK, OVERALL, _Group, merge_groups
+from .cases import _RANK, BOX_COLUMNS, OVERALL, _Group, merge_groups
 from .graph import StatsGraph
 from .histogram import Histogram, merge_histograms
 
@@ -65,6 +65,7 @@ _CASE_COLUMNS: Final = (
     "has_l6",
     "has_t13",
     "other_labels",
+    *BOX_COLUMNS,
 )
 _VERTEBRA_COLUMNS: Final = (
     "case",
@@ -102,7 +103,10 @@ class DatasetStats:
         One row per (case, label > 0): voxels, volume (ml), HU statistics (``hu_std`` is the
         population std, ddof=0), z extent in slices and mm, centroid in world RAS+ mm.
     cases
-        One row per case: shape, spacing, HU statistics, foreground fraction, vertebrae.
+        One row per case: shape, spacing, HU statistics, foreground fraction, vertebrae, and
+        the box of the nonzero image voxels (``nonzero_start_z`` ... ``nonzero_stop_x``,
+        half-open, ``(z, y, x)`` store indices; -1 for an all-zero image), the box nnU-Net
+        crops a case to.
     fingerprint
         Foreground intensity properties, ``exact`` and nnU-Net ``nnunet`` sampled, for all
         cases (``"all"``) and per split (see :mod:`ctspine_zarr.stats`).
@@ -382,6 +386,7 @@ def assemble(graph: StatsGraph, groups: Mapping[str, _Group]) -> DatasetStats:
                 "nonfinite_voxels",
                 "foreground_voxels",
                 "n_vertebrae",
+                *BOX_COLUMNS,
             ),
         ),
         (vertebrae, ("label", "voxels", "hu_voxels", "z_start", "z_stop", "z_extent_slices")),
