@@ -129,7 +129,7 @@ def main_table(results: Results) -> str:
             [
                 c.name,
                 f"{_mb(default)} ({_x(_ratio(default, nii))})",
-                f"{_mb(compact)} ({_x(_ratio(compact, nii))})",
+                f"{_mb(compact)} ({_x(_ratio(compact, nii))})" if compact else "–",
                 _readers(results, "slice", c.name),
                 _readers(results, "patch_a", c.name),
                 _readers(results, "patch_b", c.name),
@@ -181,7 +181,7 @@ def main_table(results: Results) -> str:
 
 
 #: The lean prototype's variants (columns of the timing tables).
-LEAN_COLUMNS = ("lean 1 thread", "lean", "lean blosc2")
+LEAN_COLUMNS = ("lean 1 thread", "lean", "lean blosc2 1 thread", "lean blosc2")
 
 
 def _best_lean(results: Results, op: str, row: str) -> tuple[float | None, str]:
@@ -262,7 +262,7 @@ def lean_table(results: Results) -> str:
         )
     t = results.cfg.threads
     a, b = ("x".join(map(str, p)) for p in results.cfg.patches)
-    variants = f"numcodecs 1 thread / numcodecs {t} threads / blosc2 {t} threads"
+    variants = f"numcodecs 1 thread / numcodecs {t} threads / blosc2 1 thread / blosc2 {t} threads"
     return markdown_table(
         ["inner chunk", f"slice pair ms: {variants}", f"patch {a} ms", f"patch {b} ms"], rows
     )
