@@ -395,5 +395,6 @@ def print_report(results: Results) -> None:
     print()
     for line in machine_lines(results.machine):
         print(line)
-    print(f"load average at the end: {results.load_end}")
+    end = None if results.load_end is None else [round(x, 2) for x in results.load_end]
+    print(f"load average at the end: {end}")
     print(NOISE_NOTE)

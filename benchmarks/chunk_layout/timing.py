@@ -195,8 +195,8 @@ def time_writes(
 
     Writers: the lean tile writer (``threads`` encoding threads; ``repeats`` rounds), zarr's
     default pipeline (``array[...] = data``) and the zarrs pipeline (the first
-    ``other_repeats`` rounds only: they are context, and zarr's takes minutes on small
-    tiles); the candidates rotate from round to round, the arrays are created (untimed)
+    ``other_repeats`` rounds only: they are context, and zarr's takes tens of seconds on
+    small tiles); the candidates rotate from round to round, the arrays are created (untimed)
     afresh in ``scratch`` before every write.
     """
     out: dict[tuple[str, str], list[float]] = {}
