@@ -107,9 +107,9 @@ def reference(
 
 def datalist(
     store: str | os.PathLike[str],
-    split: str | None = "train",
+    split: str | Sequence[str] | None = None,
     *,
-    source: str | None = None,
+    source: str | Sequence[str] | None = None,
     storage_options: dict[str, Any] | None = None,
 ) -> list[dict[str, str]]:
     """Return MONAI data dicts of the cases of a split: ``image``, ``label`` and ``case``.
@@ -119,9 +119,11 @@ def datalist(
     store
         Local path or fsspec URL of the store.
     split
-        The split (as ``ds.ctspine.case_ids`` takes it), or None for every case.
+        ``"train"``, ``"validation"``, ``"test"``, ``"unassigned"`` or several; None (the
+        default) selects every case, as every reader of the package does
+        (:mod:`ctspine_zarr.selection`): pass ``split="train"`` to train.
     source
-        Only the cases of this source.
+        Only the cases of this source (or these sources).
     storage_options
         fsspec options for a URL store (give the reader the same ones).
     """

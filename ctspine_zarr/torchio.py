@@ -28,7 +28,7 @@ types (int16 HU, uint8 labels) unless ``dtype`` says otherwise: data and affine 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 try:
@@ -147,9 +147,9 @@ def _subject(
 
 def subjects_dataset(
     store: str | os.PathLike[str],
-    split: str | None = "train",
+    split: str | Sequence[str] | None = None,
     *,
-    source: str | None = None,
+    source: str | Sequence[str] | None = None,
     transform: Callable[[tio.Subject], tio.Subject] | None = None,
     storage_options: dict[str, Any] | None = None,
     dtype: npt.DTypeLike | None = None,
@@ -161,9 +161,11 @@ def subjects_dataset(
     store
         Local path or fsspec URL of the store.
     split
-        The split (as ``ds.ctspine.case_ids`` takes it), or None for every case.
+        ``"train"``, ``"validation"``, ``"test"``, ``"unassigned"`` or several; None (the
+        default) selects every case, as every reader of the package does
+        (:mod:`ctspine_zarr.selection`): pass ``split="train"`` to train.
     source
-        Only the cases of this source.
+        Only the cases of this source (or these sources).
     transform
         TorchIO transform applied to each subject.
     storage_options

@@ -377,3 +377,17 @@ def test_info_summarises_a_selection(spine_store: Path) -> None:
     lines = done.stdout.splitlines()
     assert lines[0] == f"ctspine store {spine_store} (holding {VERTEBRA_NAMES[L3]})"
     assert lines[1] == f"{len(_expected(spine_store, labels=(L3,)))} cases"
+
+
+def test_the_framework_lists_default_to_every_case_too(store: Path) -> None:
+    """MONAI's datalist and TorchIO's subjects_dataset select like every reader: all cases."""
+    ids = ctspine_zarr.open(store).ctspine.case_ids()
+    monai = pytest.importorskip("ctspine_zarr.monai", exc_type=ImportError)
+    assert [d["case"] for d in monai.datalist(store)] == ids
+    with pytest.raises(ValueError, match="unknown split 'nope'"):
+        monai.datalist(store, split="nope")
+    torchio = pytest.importorskip("ctspine_zarr.torchio", exc_type=ImportError)
+    assert len(torchio.subjects_dataset(store)) == len(ids)
+    assert len(torchio.subjects_dataset(store, split=["train", "test"])) == len(
+        ctspine_zarr.open(store).ctspine.case_ids(split=["train", "test"])
+    )
