@@ -58,6 +58,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .io.caseref import (
+    REFERENCE_KEYS,
     CaseRef,
     Reference,
     foreground_slices,
@@ -70,39 +71,18 @@ from .io.export import header_from_bytes
 from .io.processcache import ProcessCache
 from .io.slicereader import case_readers
 from .io.store import cache_key, open_catalogue
-from .schema import IMAGE, LABEL
+from .schema import LABEL
 
 __all__ = ["CTSpineReader", "CaseRef", "RandZWindowd", "datalist", "reference"]
 
 #: The key of the reader in MONAI's ``SUPPORTED_READERS``.
 READER_KEY: Final = "ctspinereader"
-_DICT_KEYS: Final = frozenset({"store", "case", "array", "z"})
 #: numpy type strings of text and objects (torch's ``np_str_obj_array_pattern``)
 _TEXT_DTYPE: Final = re.compile(r"[SaUO]")
 
 
-def reference(
-    store: str | os.PathLike[str],
-    case: str,
-    array: str = IMAGE,
-    z: tuple[int | None, int | None] | None = None,
-) -> str:
-    """Return the reference string of a case's ``array`` (``"image"`` or ``"label"``).
-
-    Parameters
-    ----------
-    store
-        Local path or fsspec URL of the store.
-    case
-        The case id.
-    array
-        ``"image"`` or ``"label"``.
-    z
-        ``(start, stop)`` slice bounds (Python slices), or None for every slice.
-    """
-    text = format_reference(store, case, array, z)
-    parse_reference(text)  # refuses an unknown array or a bad range now
-    return text
+#: The reference string of a case's array (:func:`ctspine_zarr.io.caseref.format_reference`).
+reference = format_reference
 
 
 def datalist(
@@ -208,7 +188,7 @@ class CTSpineReader(ImageReader):
             One handle per reference, for :meth:`get_data`.
         """
         names = _items(data)
-        if names and all(isinstance(n, str) and n in _DICT_KEYS for n in names):
+        if names and all(isinstance(n, str) and n in REFERENCE_KEYS for n in names):
             raise ValueError(
                 f"got {tuple(names)}, the keys of a dict: MONAI's LoadImage iterates a plain dict "
                 "as file names. Give it ctspine_zarr.monai.CaseRef(store=..., case=...) or the "

@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import xarray as xr
 from zarr.abc.store import RangeByteRequest, SuffixByteRequest
-from zarr.core.buffer import default_buffer_prototype
-from zarr.core.sync import sync
+from zarr.buffer import default_buffer_prototype
 
 import ctspine_zarr
 from ctspine_zarr.cli import main
+from ctspine_zarr.compat import sync
 from ctspine_zarr.io.remote import RangeNotSupportedError, url_store
 from ctspine_zarr.io.serve import serve_directory, serve_in_thread
 from ctspine_zarr.sampling import SliceSequence

@@ -44,6 +44,7 @@ __all__ = [
     "CaseRef",
     "Reference",
     "foreground_slices",
+    "REFERENCE_KEYS",
     "format_reference",
     "parse_reference",
     "read_canonical",
@@ -54,7 +55,8 @@ __all__ = [
 #: What separates the store, the case and the options of a reference string.
 SEPARATOR: Final = "::"
 _ARRAYS: Final = (IMAGE, LABEL)
-_DICT_KEYS: Final = frozenset({"store", "case", "array", "z"})
+#: The keys of a reference given as a dict.
+REFERENCE_KEYS: Final = frozenset({"store", "case", "array", "z"})
 #: ``scheme:/rest`` with the ``//`` folded by ``pathlib`` (two letters at least: not ``C:/``)
 _FOLDED_URL: Final = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]+):/+(.*)$", re.S)
 
@@ -126,6 +128,11 @@ def format_reference(
     z
         ``(start, stop)`` slice bounds, or None for the whole case.
 
+    Raises
+    ------
+    ValueError
+        For an array other than ``"image"`` and ``"label"``, or a bad range.
+
     Examples
     --------
     >>> format_reference("ctspine1k.zarr", "liver_110", "label", (40, 72))
@@ -136,6 +143,7 @@ def format_reference(
         text += f"{SEPARATOR}{array}"
     if z is not None:
         text += f"{SEPARATOR}z={_z_text(z)}"
+    parse_reference(text)  # refuses an unknown array or a bad range now, not at the read
     return text
 
 
@@ -214,7 +222,7 @@ def parse_reference(ref: str | os.PathLike[str] | Mapping[str, Any] | Reference)
 
 
 def _from_mapping(ref: Mapping[str, Any]) -> Reference:
-    unknown = sorted(set(ref) - _DICT_KEYS)
+    unknown = sorted(set(ref) - REFERENCE_KEYS)
     if unknown or "store" not in ref or "case" not in ref:
         raise ValueError(
             f"{dict(ref)!r}: a dict reference has the keys store, case and optionally array "
