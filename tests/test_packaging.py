@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 #: conda-forge names of packages whose PyPI name differs.
-CONDA_TO_PYPI = {"python-isal": "isal"}
+CONDA_TO_PYPI = {"python-isal": "isal", "python-blosc2": "blosc2"}
 
 
 def _name(requirement: str) -> str:

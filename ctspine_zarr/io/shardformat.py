@@ -1,18 +1,26 @@
 """The byte layout of the store's shards, in one place: read, written and verified from here.
 
 A ``(z, y, x)`` array of the store is one ``sharding_indexed`` codec (Zarr v3 sharding
-spec) over ``(1, Y, X)`` inner chunks, ``shard_z`` of them per shard. A shard object is its
-chunks' encoded bytes followed (``index_location: "end"``) or preceded (``"start"``) by the
-index: ``shard_z`` pairs ``(offset, nbytes)`` of uint64 in C order of the chunk grid (here
-simply z), coded by the index codecs (``bytes`` of an endian, then optionally ``crc32c``:
-4 bytes little-endian). A chunk left out is the pair ``(2**64 - 1, 2**64 - 1)``.
+spec) over ``(1, ty, tx)`` inner chunks (tiles of one axial slice; format 4 writes
+``(1, 128, 128)``, formats 1-3 one whole slice ``(1, Y, X)``), in shards of ``shard_z``
+slices and the whole plane rounded up to whole tiles, ``(shard_z, ceil(Y / ty) * ty,
+ceil(X / tx) * tx)``. A shard object is its chunks' encoded bytes followed
+(``index_location: "end"``) or preceded (``"start"``) by the index: one pair ``(offset,
+nbytes)`` of uint64 per inner chunk in C order of the chunk grid (z, then tile row, then
+tile column), coded by the index codecs (``bytes`` of an endian, then optionally
+``crc32c``: 4 bytes little-endian). A chunk left out is the pair ``(2**64 - 1, 2**64 - 1)``.
+The package's writer (:mod:`ctspine_zarr.io.shardwriter`) also puts the chunks themselves
+in C order, so that the tiles of one slice are one contiguous byte range (zarr-python
+writes Morton order; both are read).
 
 Everything is read from the codecs' public metadata (``codec.to_dict()``: strings, the same
 on every zarr 3), and the chunks of the codecs the store writes (``bytes``, ``blosc``,
 ``zstd``, ``gzip``, ``crc32c`` and this package's ``ctspine_zarr.jpegls``) are coded with
 numcodecs, google-crc32c and imagecodecs, the libraries zarr itself calls, so the bytes are
-zarr's (tests compare them). An array with any other layout or codec gets no
-:class:`ShardLayout`, and the callers use the public ``zarr.Array`` path.
+zarr's (tests compare them); Blosc chunks are decoded with python-blosc2 (which reads the
+Blosc1 frames numcodecs writes, 1.4-2x faster: docs/chunk-layout.md) when it imports, else
+numcodecs. An array with any other layout or codec gets no :class:`ShardLayout`, and the
+callers use the public ``zarr.Array`` path.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ import google_crc32c
 import numcodecs
 import numpy as np
 import zarr
-from numcodecs.blosc import decompress as blosc_decompress
+from numcodecs.blosc import decompress as numcodecs_decompress
 from zarr.abc.store import RangeByteRequest, Store, SuffixByteRequest
 from zarr.storage import LocalStore
 
@@ -46,6 +54,24 @@ __all__ = [
 EMPTY_ENTRY: Final = 2**64 - 1
 #: Bytes of the crc32c codec's checksum.
 _CRC_SIZE: Final = 4
+
+
+def _blosc2_decompress() -> Callable[[Any, np.ndarray], Any] | None:
+    """python-blosc2's decompression into a buffer, or None when blosc2 does not import."""
+    try:
+        import blosc2
+    except ImportError:  # pragma: no cover - a declared dependency; numcodecs then decodes
+        return None
+
+    def decompress(source: Any, dest: np.ndarray) -> None:
+        blosc2.decompress(source, dst=dest)
+
+    return decompress
+
+
+#: Decompresses one Blosc chunk into a preallocated buffer (blosc2 when available: its
+#: decoder is faster than numcodecs' on the store's small chunks; both raise on bad data).
+blosc_decompress: Callable[[Any, np.ndarray], Any] = _blosc2_decompress() or numcodecs_decompress
 
 
 def codec_json(codec: Any) -> tuple[str, dict[str, Any]]:
@@ -156,6 +182,21 @@ class IndexFormat:
         table[: len(chunks), 0] = np.cumsum(lengths) - lengths + np.uint64(start)
         index = self.encode(table)
         return b"".join([*chunks, index] if self.at_end else [index, *chunks])
+
+
+def _decompress(source: Any, dest: np.ndarray) -> None:
+    """Decompress a Blosc chunk into ``dest``, which its header must say it fills exactly.
+
+    (Both decoders accept a larger destination and leave its tail as it was: a chunk of the
+    wrong size must fail, not return stale values.)
+    """
+    header = memoryview(source).cast("B")[4:8]
+    if len(header) < 4 or int.from_bytes(header, "little") != dest.nbytes:
+        raise ValueError(f"a Blosc chunk does not hold the {dest.nbytes} bytes of a chunk")
+    try:
+        blosc_decompress(source, dest)
+    except Exception as err:  # blosc2 raises RuntimeError, numcodecs RuntimeError/ValueError
+        raise ValueError(f"a Blosc chunk does not decompress ({err})") from err
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,7 +317,7 @@ class ChunkCodec:
             dest = scratch.get(nbytes)
             if dest is None:
                 dest = scratch[nbytes] = np.empty(nbytes, dtype=np.uint8)
-            blosc_decompress(buffer, dest)
+            _decompress(buffer, dest)
             return dest.view(self.blosc_dtype).reshape(self.shape)
         buffer = data
         for _, decode in reversed(self.compressors):
@@ -294,7 +335,11 @@ class ChunkCodec:
 
 @dataclass
 class ShardLayout:
-    """How to read and write a ``(z, y, x)`` array sharded along z, one slice per chunk."""
+    """How to read and write a ``(z, y, x)`` array sharded along z in tiles of whole slices.
+
+    Inner chunks are ``(1, ty, tx)`` (a whole slice when ``tile == plane``), and a shard holds
+    ``shard_z`` slices of the whole plane rounded up to whole tiles.
+    """
 
     store: Store
     local_root: Path | None
@@ -304,6 +349,10 @@ class ShardLayout:
     index: IndexFormat
     chunk: ChunkCodec
     fill_value: Any
+    #: ``(Y, X)``: the array's plane
+    plane: tuple[int, int]
+    #: ``(ty, tx)``: an inner chunk's plane
+    tile: tuple[int, int]
 
     @classmethod
     def of(cls, array: zarr.Array) -> ShardLayout | None:
@@ -314,11 +363,16 @@ class ShardLayout:
         meta: Any = array.metadata
         shard = tuple(int(n) for n in meta.chunk_grid.chunk_shape)
         inner = tuple(int(n) for n in config.get("chunk_shape", ()))
-        if inner != (1, *shard[1:]) or shard[1:] != tuple(array.shape[1:]):
+        if len(inner) != 3 or inner[0] != 1 or min(inner) < 1:
             return None
-        index = IndexFormat.of(config, shard[0])
+        plane = (int(array.shape[1]), int(array.shape[2]))
+        tile = (inner[1], inner[2])
+        if shard[1:] != tuple(-(-n // t) * t for n, t in zip(plane, tile, strict=True)):
+            return None  # a shard must be the whole plane in whole tiles
+        per_slice = (shard[1] // tile[0]) * (shard[2] // tile[1])
+        index = IndexFormat.of(config, shard[0] * per_slice)
         dtype = np.dtype(array.dtype)
-        chunk = ChunkCodec.of(config.get("codecs", ()), dtype, (shard[1], shard[2]))
+        chunk = ChunkCodec.of(config.get("codecs", ()), dtype, tile)
         if index is None or chunk is None:
             return None
         store = array.store_path.store
@@ -331,6 +385,8 @@ class ShardLayout:
             index=index,
             chunk=chunk,
             fill_value=meta.fill_value,
+            plane=plane,
+            tile=tile,
         )
 
     @property
@@ -343,19 +399,63 @@ class ShardLayout:
         """Whether the index follows the chunks (else it precedes them)."""
         return self.index.at_end
 
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Tiles of one slice along y and x."""
+        return (-(-self.plane[0] // self.tile[0]), -(-self.plane[1] // self.tile[1]))
+
+    @property
+    def per_slice(self) -> int:
+        """Inner chunks (index entries) of one slice."""
+        return self.grid[0] * self.grid[1]
+
+    @property
+    def whole_slices(self) -> bool:
+        """Whether an inner chunk is one whole slice (store formats 1-3)."""
+        return self.tile == self.plane
+
+    def entry(self, z_in_shard: int, row: int, column: int) -> int:
+        """Index entry of tile ``(row, column)`` of the shard's slice ``z_in_shard``."""
+        n_rows, n_columns = self.grid
+        return (z_in_shard * n_rows + row) * n_columns + column
+
+    def tiles(self, y0: int, y1: int, x0: int, x1: int) -> tuple[range, range]:
+        """The tile rows and columns that ``[y0, y1) x [x0, x1)`` touches."""
+        ty, tx = self.tile
+        return range(y0 // ty, -(-y1 // ty)), range(x0 // tx, -(-x1 // tx))
+
     def key(self, shard: int) -> str:
         """Store key of shard number ``shard`` along z."""
         chunk_key = self.metadata.encode_chunk_key((shard, 0, 0))
         return f"{self.prefix}/{chunk_key}" if self.prefix else chunk_key  # "": store root
 
     def decode_index(self, data: bytes) -> np.ndarray:
-        """Return the ``uint64 [shard_z, 2]`` (offset, length) table of an encoded shard index."""
+        """Return the ``uint64 [entries, 2]`` (offset, length) table of an encoded shard index."""
         return self.index.decode(data)
 
     def decode_chunk(self, data: bytes, scratch: dict[int, np.ndarray]) -> np.ndarray:
-        """Decode one encoded inner chunk to a ``[Y, X]`` array (see :meth:`ChunkCodec.decode`)."""
+        """Decode one inner chunk to a ``[ty, tx]`` array (see :meth:`ChunkCodec.decode`)."""
         return self.chunk.decode(data, scratch)
 
     def encode_chunk(self, values: np.ndarray) -> bytes:
-        """The encoded bytes of one slice."""
+        """The encoded bytes of one inner chunk (``[ty, tx]`` values)."""
         return self.chunk.encode(values)
+
+    def encode_slice(self, values: np.ndarray) -> list[bytes]:
+        """The encoded tiles of one ``[Y, X]`` slice in C order, edge tiles padded with the fill.
+
+        (zarr pads a partial chunk with the fill value before encoding it: the bytes are its.)
+        """
+        ty, tx = self.tile
+        if self.whole_slices:
+            return [self.chunk.encode(values)]
+        n_rows, n_columns = self.grid
+        padded = values
+        if (n_rows * ty, n_columns * tx) != self.plane:
+            padded = np.full((n_rows * ty, n_columns * tx), self.fill_value, dtype=values.dtype)
+            padded[: self.plane[0], : self.plane[1]] = values
+        return [
+            self.chunk.encode(padded[r * ty : (r + 1) * ty, c * tx : (c + 1) * tx])
+            for r in range(n_rows)
+            for c in range(n_columns)
+        ]

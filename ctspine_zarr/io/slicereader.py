@@ -1,13 +1,14 @@
-"""Lean reads of whole axial slices from a case's sharded ``(z, y, x)`` arrays.
+"""Lean reads of boxes of axial slices from a case's sharded ``(z, y, x)`` arrays.
 
-For the store's own layout (``sharding_indexed`` with ``(1, Y, X)`` inner chunks) a
-:class:`ZReader` fetches a shard's index once per process, then only the byte ranges of the
-chunks it needs, and decodes them with the libraries of the array's codecs synchronously, in the
-calling thread: no xarray, no dask, no asyncio round trip per chunk on a local store (files
-are read with ``os.pread``). Other stores (fsspec URLs) go through the zarr store API, with the
-requests of one batch gathered concurrently. Arrays of any other layout are read with
-``zarr.Array.__getitem__``. The loaders (:mod:`ctspine_zarr.sampling`) and the accessor's
-``slice`` read through here.
+For the store's own layout (``sharding_indexed`` with ``(1, ty, tx)`` inner chunks: tiles of
+one slice, or the whole slice in store formats 1-3) a :class:`ZReader` fetches a shard's
+index once per process, then only the byte ranges of the chunks a box touches (merged where
+they touch: a slice of a shard written in C order is one range), and decodes them with the
+libraries of the array's codecs synchronously, in the calling thread: no xarray, no dask, no
+asyncio round trip per chunk on a local store (files are read with ``os.pread``). Other
+stores (fsspec URLs) go through the zarr store API, with the requests of one batch gathered
+concurrently. Arrays of any other layout are read with ``zarr.Array.__getitem__``. The
+loaders (:mod:`ctspine_zarr.sampling`) and the accessor's ``slice`` read through here.
 
 The shard layout and the chunk codecs come from :mod:`ctspine_zarr.io.shardformat` (public
 metadata, numcodecs); an array it does not support gets no :class:`ShardLayout`, and the
@@ -37,6 +38,7 @@ from .store import cache_key, case_group, forget
 
 __all__ = [
     "EMPTY_ENTRY",
+    "Box",
     "CaseReaders",
     "Request",
     "ShardLayout",
@@ -57,7 +59,7 @@ FileIdentity = tuple[int, int, int]
 
 
 class ZReader:
-    """Reads z ranges ``[z0, z1)`` of full slices of one ``(z, y, x)`` zarr array.
+    """Reads boxes of slices ``[z0, z1)`` of one ``(z, y, x)`` zarr array (:func:`read_blocks`).
 
     Parameters
     ----------
@@ -161,11 +163,17 @@ def _fetch(requests: Sequence[_Fetch]) -> list[tuple[bytes | None, FileIdentity 
     """
     out: list[tuple[bytes | None, FileIdentity | None]] = [(None, None)] * len(requests)
     remote: list[int] = []
-    for i, (_store, root, key, byte_range) in enumerate(requests):
+    local: dict[Path, list[int]] = {}
+    for i, (_store, root, key, _) in enumerate(requests):
         if root is None:
             remote.append(i)
         else:
-            out[i] = _read_local(root / key, byte_range)
+            local.setdefault(root / key, []).append(i)
+    for path, members in local.items():  # each file opened once, its ranges read in turn
+        for i, result in zip(
+            members, _read_local(path, [requests[i][3] for i in members]), strict=True
+        ):
+            out[i] = result
     if remote:
         prototype = default_buffer_prototype()
 
@@ -180,57 +188,91 @@ def _fetch(requests: Sequence[_Fetch]) -> list[tuple[bytes | None, FileIdentity 
 
 
 def _read_local(
-    path: Path, byte_range: RangeByteRequest | SuffixByteRequest | None
-) -> tuple[bytes | None, FileIdentity | None]:
-    """Read a file's range; with the identity of the very file read (an ingest may replace it)."""
+    path: Path, byte_ranges: Sequence[RangeByteRequest | SuffixByteRequest | None]
+) -> list[tuple[bytes | None, FileIdentity | None]]:
+    """Read ranges of one file, each with the identity of the file read (ingests replace files)."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
-        return None, None
+        return [(None, None)] * len(byte_ranges)
     try:
         stat = os.fstat(fd)
         identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
         size = stat.st_size
-        if byte_range is None:
-            return os.pread(fd, size, 0), identity
-        if isinstance(byte_range, SuffixByteRequest):
-            start = max(0, size - byte_range.suffix)
-            return os.pread(fd, size - start, start), identity
-        return os.pread(fd, byte_range.end - byte_range.start, byte_range.start), identity
+        out: list[tuple[bytes | None, FileIdentity | None]] = []
+        for byte_range in byte_ranges:
+            if byte_range is None:
+                data = os.pread(fd, size, 0)
+            elif isinstance(byte_range, SuffixByteRequest):
+                start = max(0, size - byte_range.suffix)
+                data = os.pread(fd, size - start, start)
+            else:
+                data = os.pread(fd, byte_range.end - byte_range.start, byte_range.start)
+            out.append((data, identity))
+        return out
     finally:
         os.close(fd)
 
 
-Request = tuple[ZReader, int, int, "np.dtype[Any] | None"]
+#: An in-plane box ``(y0, y1, x0, x1)``.
+Box = tuple[int, int, int, int]
+#: ``(reader, z0, z1, dtype)``, or with a fifth item, the box of each slice to read (None: all).
+Request = (
+    tuple[ZReader, int, int, "np.dtype[Any] | None"]
+    | tuple[ZReader, int, int, "np.dtype[Any] | None", "Box | None"]
+)
+#: A request with its box made explicit.
+_Request = tuple[ZReader, int, int, "np.dtype[Any] | None", Box]
+#: Remote stores: byte ranges of one shard apart by at most this many bytes are fetched as one
+#: request (what zarr 3.4 merges by default, ``sharding_coalesce_max_gap_bytes``).
+REMOTE_GAP: Final = 1 << 20
+
+
+def _normalise(request: Request) -> _Request:
+    reader, z0, z1, dtype, *rest = request
+    n_y, n_x = reader.shape[1:]
+    box: Box = rest[0] if rest and rest[0] is not None else (0, n_y, 0, n_x)
+    y0, y1, x0, x1 = (int(v) for v in box)
+    if not (0 <= z0 <= z1 <= reader.shape[0] and 0 <= y0 <= y1 <= n_y and 0 <= x0 <= x1 <= n_x):
+        raise IndexError(
+            f"{reader.where}: box z {z0}:{z1}, y {y0}:{y1}, x {x0}:{x1} "
+            f"outside the array's shape {reader.shape}"
+        )
+    return reader, int(z0), int(z1), dtype, (y0, y1, x0, x1)
 
 
 def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
-    """Read full slices ``[z0, z1)`` of several arrays; the I/O of all requests is batched.
+    """Read boxes ``[z0, z1) x [y0, y1) x [x0, x1)`` of several arrays; their I/O is batched.
 
-    Each request is ``(reader, z0, z1, dtype)``: chunks are decoded straight into an output of
-    ``dtype`` (None: the stored dtype), so no intermediate copy is made. Shard indexes not yet
-    cached are fetched in one batch, then the chunks in a second one; a request spanning a
+    Each request is ``(reader, z0, z1, dtype)`` (whole slices) or ``(reader, z0, z1, dtype,
+    (y0, y1, x0, x1))``: only the inner chunks (tiles) the box touches are fetched and
+    decoded, into an output of ``dtype`` (None: the stored dtype). Shard indexes not yet
+    cached are fetched in one batch, then the chunks in a second one: the byte ranges of
+    one shard are merged where they touch (on remote stores, where they lie within
+    :data:`REMOTE_GAP`), so a slice of a C-order shard is one range; a request spanning a
     whole shard fetches the shard object at once.
     """
+    normal = [_normalise(r) for r in requests]
     out = _allocate(
         [
-            ((z1 - z0, *r.shape[1:]), np.dtype(r.dtype if dtype is None else dtype))
-            for r, z0, z1, dtype in requests
+            ((z1 - z0, y1 - y0, x1 - x0), np.dtype(r.dtype if dtype is None else dtype))
+            for r, z0, z1, dtype, (y0, y1, x0, x1) in normal
         ]
     )
     pieces: list[_Piece] = []
-    for n, (reader, z0, z1, _) in enumerate(requests):
+    for n, (reader, z0, z1, _, (y0, y1, x0, x1)) in enumerate(normal):
         layout = reader.layout
-        if layout is None:
-            if z1 > z0:
-                out[n][...] = reader.array[z0:z1]
+        if z1 == z0 or y1 == y0 or x1 == x0:
             continue
-        for shard in range(z0 // layout.shard_z, (z1 - 1) // layout.shard_z + 1 if z1 > z0 else 0):
+        if layout is None:
+            out[n][...] = reader.array[z0:z1, y0:y1, x0:x1]
+            continue
+        for shard in range(z0 // layout.shard_z, (z1 - 1) // layout.shard_z + 1):
             lo = max(z0, shard * layout.shard_z)
             hi = min(z1, (shard + 1) * layout.shard_z)
             pieces.append((n, reader, shard, lo, hi))
-    shards = _fetch_shards_and_indexes(pieces)
-    _read_chunks(requests, pieces, shards, out)
+    shards = _fetch_shards_and_indexes(normal, pieces)
+    _read_chunks(normal, pieces, shards, out)
     return out
 
 
@@ -238,7 +280,9 @@ def read_blocks(requests: Sequence[Request]) -> list[np.ndarray]:
 _Piece = tuple[int, ZReader, int, int, int]
 
 
-def _fetch_shards_and_indexes(pieces: Sequence[_Piece]) -> dict[int, bytes]:
+def _fetch_shards_and_indexes(
+    requests: Sequence[_Request], pieces: Sequence[_Piece]
+) -> dict[int, bytes]:
     """First batch: the whole shards of the pieces spanning one, the uncached indexes of others.
 
     Indexes are checked against the metadata and cached in their reader; whole shards are
@@ -246,22 +290,21 @@ def _fetch_shards_and_indexes(pieces: Sequence[_Piece]) -> dict[int, bytes]:
     """
     first: list[_Fetch] = []
     first_of: list[tuple[str, int]] = []
-    for p, (_, reader, shard, lo, hi) in enumerate(pieces):
+    for p, (n, reader, shard, lo, hi) in enumerate(pieces):
         layout = reader.layout
         assert layout is not None
-        whole = lo == shard * layout.shard_z and hi == min(
-            (shard + 1) * layout.shard_z, reader.shape[0]
+        whole = (
+            lo == shard * layout.shard_z
+            and hi == min((shard + 1) * layout.shard_z, reader.shape[0])
+            and requests[n][4] == (0, reader.shape[1], 0, reader.shape[2])
         )
         if whole and hi - lo > 1:
             first.append((layout.store, layout.local_root, layout.key(shard), None))
             first_of.append(("shard", p))
         elif reader.cached_index(shard) is None:
-            byte_range: RangeByteRequest | SuffixByteRequest = (
-                SuffixByteRequest(layout.index_size)
-                if layout.index_at_end
-                else RangeByteRequest(0, layout.index_size)
+            first.append(
+                (layout.store, layout.local_root, layout.key(shard), layout.index.byte_range())
             )
-            first.append((layout.store, layout.local_root, layout.key(shard), byte_range))
             first_of.append(("index", p))
     shards: dict[int, bytes] = {}
     for (kind, p), (data, identity) in zip(first_of, _fetch(first), strict=True):
@@ -272,58 +315,100 @@ def _fetch_shards_and_indexes(pieces: Sequence[_Piece]) -> dict[int, bytes]:
             reader.missing(lo, f"shard {layout.key(shard)!r} is missing or truncated")
         if kind == "shard":
             shards[p] = data
-            reader.check_index(shard, _index_bytes(layout, data))
+            reader.check_index(shard, layout.index.split(data))
         else:
             reader.check_index(shard, data)
             reader.remember_index(shard, layout.decode_index(data), identity)
     return shards
 
 
+def _tiles(
+    reader: ZReader, table: np.ndarray, shard: int, lo: int, hi: int, box: Box
+) -> np.ndarray:
+    """The chunks of slices ``[lo, hi)`` that ``box`` touches, with their place in the shard.
+
+    An int64 ``[n, 5]`` array of rows ``(offset, length, z, tile row, tile column)``.
+    """
+    layout = reader.layout
+    assert layout is not None
+    rows, columns = layout.tiles(*box)
+    n_rows, n_columns = layout.grid
+    z, row, column = (
+        a.ravel()
+        for a in np.meshgrid(
+            np.arange(lo, hi), np.asarray(rows), np.asarray(columns), indexing="ij"
+        )
+    )
+    entries = ((z - shard * layout.shard_z) * n_rows + row) * n_columns + column
+    picked = table[entries]
+    empty = (picked == np.uint64(EMPTY_ENTRY)).any(axis=1)
+    if empty.any():
+        reader.missing(int(z[int(np.argmax(empty))]), "its chunk is missing from the shard")
+    return np.stack(
+        [picked[:, 0].astype(np.int64), picked[:, 1].astype(np.int64), z, row, column], axis=1
+    )
+
+
+def _runs(tiles: np.ndarray, gap: int) -> list[tuple[int, int, np.ndarray]]:
+    """Chunks sorted by offset and merged into ``(start, stop, chunks)`` byte ranges."""
+    if not len(tiles):
+        return []
+    tiles = tiles[np.argsort(tiles[:, 0], kind="stable")]
+    stops = np.maximum.accumulate(tiles[:, 0] + tiles[:, 1])
+    first = np.ones(len(tiles), dtype=bool)
+    first[1:] = tiles[1:, 0] > stops[:-1] + gap
+    bounds = [*np.flatnonzero(first).tolist(), len(tiles)]
+    return [
+        (int(tiles[a, 0]), int(stops[b - 1]), tiles[a:b])
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
 def _read_chunks(
-    requests: Sequence[Request],
+    requests: Sequence[_Request],
     pieces: Sequence[_Piece],
     shards: dict[int, bytes],
     out: list[np.ndarray],
 ) -> None:
-    """Second batch: decode the whole shards fetched, fetch and decode the single chunks."""
+    """Second batch: decode the whole shards fetched, fetch and decode the chunks of others."""
     scratch: dict[int, np.ndarray] = {}
     second: list[_Fetch] = []
-    second_of: list[tuple[int, int]] = []
+    second_of: list[tuple[int, int, int, np.ndarray]] = []
     for p, (n, reader, shard, lo, hi) in enumerate(pieces):
         layout = reader.layout
         assert layout is not None
+        z0, box = requests[n][1], requests[n][4]
         if p in shards:
-            whole = shards[p]
-            table = layout.decode_index(_index_bytes(layout, whole))
-            for z in range(lo, hi):
-                offset, length = (int(v) for v in table[z - shard * layout.shard_z])
-                if offset == EMPTY_ENTRY or offset + length > len(whole):
-                    reader.missing(z, "its chunk is missing from the shard")
-                _put(out[n], z - requests[n][1], layout, whole[offset : offset + length], scratch)
+            whole = memoryview(shards[p])
+            table = layout.decode_index(layout.index.split(shards[p]))
+            for offset, length, z, row, column in _tiles(
+                reader, table, shard, lo, hi, box
+            ).tolist():
+                if offset + length > len(whole):
+                    reader.missing(z, "its chunk lies past the end of the shard")
+                chunk = whole[offset : offset + length]
+                _put(out[n], z - z0, row, column, layout, box, chunk, scratch)
             continue
         cached = reader.cached_index(shard)
         assert cached is not None
-        for z in range(lo, hi):
-            offset, length = (int(v) for v in cached[z - shard * layout.shard_z])
-            if offset == EMPTY_ENTRY:
-                reader.missing(z, "its chunk is missing from the shard")
-            byte_range = RangeByteRequest(offset, offset + length)
+        gap = 0 if layout.local_root is not None else REMOTE_GAP
+        for start, stop, members in _runs(_tiles(reader, cached, shard, lo, hi, box), gap):
+            byte_range = RangeByteRequest(start, stop)
             second.append((layout.store, layout.local_root, layout.key(shard), byte_range))
-            second_of.append((n, z))
-    for (n, z), (data, identity) in zip(second_of, _fetch(second), strict=True):
-        reader = requests[n][0]
+            second_of.append((n, shard, start, members))
+    for (n, shard, start, members), (data, identity) in zip(second_of, _fetch(second), strict=True):
+        reader, z0, box = requests[n][0], requests[n][1], requests[n][4]
         layout = reader.layout
         assert layout is not None
-        shard = z // layout.shard_z
         reader.check_identity(shard, identity)
         if data is None:
-            reader.missing(z, f"shard {layout.key(shard)!r} is missing")
-        _put(out[n], z - requests[n][1], layout, data, scratch)
-
-
-def _index_bytes(layout: ShardLayout, shard: bytes) -> bytes:
-    """The encoded index at the end (or the start) of a whole shard's bytes."""
-    return shard[-layout.index_size :] if layout.index_at_end else shard[: layout.index_size]
+            reader.missing(int(members[0, 2]), f"shard {layout.key(shard)!r} is missing")
+        view = memoryview(data)
+        for offset, length, z, row, column in members.tolist():
+            if offset + length - start > len(view):
+                reader.missing(z, f"shard {layout.key(shard)!r} is truncated")
+            chunk = view[offset - start : offset - start + length]
+            _put(out[n], z - z0, row, column, layout, box, chunk, scratch)
 
 
 def _allocate(blocks: Sequence[tuple[tuple[int, ...], np.dtype[Any]]]) -> list[np.ndarray]:
@@ -347,12 +432,21 @@ def _allocate(blocks: Sequence[tuple[tuple[int, ...], np.dtype[Any]]]) -> list[n
 def _put(
     block: np.ndarray,
     i: int,
+    row: int,
+    column: int,
     layout: ShardLayout,
-    chunk: bytes | None,
+    box: Box,
+    chunk: Any,
     scratch: dict[int, np.ndarray],
 ) -> None:
-    assert chunk is not None
-    block[i] = layout.decode_chunk(chunk, scratch)
+    """Decode tile ``(row, column)`` of slice ``i`` of ``block`` and copy its part in ``box``."""
+    tile = layout.decode_chunk(chunk, scratch)
+    (ty, tx), (y0, y1, x0, x1) = layout.tile, box
+    top, left = row * ty, column * tx
+    ya, yb, xa, xb = max(y0, top), min(y1, top + ty), max(x0, left), min(x1, left + tx)
+    block[i, ya - y0 : yb - y0, xa - x0 : xb - x0] = tile[
+        ya - top : yb - top, xa - left : xb - left
+    ]
 
 
 #: Readers of the cases opened in this process (each keeps its shard indexes).

@@ -70,9 +70,9 @@ def axis_coordinates(affine: np.ndarray, shape_zyx: tuple[int, ...]) -> dict[str
 class LeanSlices:
     """A ``(z, y, x)`` zarr array as dask reads it: its blocks come from the lean reader.
 
-    ``__getitem__`` reads the whole slices of the z range asked for through
-    :func:`ctspine_zarr.io.slicereader.read_blocks` (shard index cached, one read per chunk
-    or per whole shard, chunks decoded straight into the result), then cuts y and x. It
+    ``__getitem__`` reads the box asked for (ints and step-1 slices) through
+    :func:`ctspine_zarr.io.slicereader.read_blocks`: shard index cached, only the tiles the
+    box touches fetched (merged ranges, or the whole shard) and decoded. It
     pickles as the zarr array alone, so dask.distributed workers rebuild their own reader.
     Arrays the lean reader does not support are read by ``zarr.Array.__getitem__``.
     """
@@ -98,23 +98,28 @@ class LeanSlices:
     def __getitem__(self, key: Any) -> np.ndarray:
         from .slicereader import ZReader, read_blocks
 
-        if not isinstance(key, tuple):
-            key = (key,)
-        first = key[0] if key else slice(None)
-        if isinstance(first, slice):
-            z0, z1, step = first.indices(self.shape[0])
-            pick: Any = slice(None)
-        elif isinstance(first, (int, np.integer)) and -self.shape[0] <= first < self.shape[0]:
-            z0 = int(first) % self.shape[0]
-            z1, step, pick = z0 + 1, 1, 0
-        else:
-            step = 0
-        if step != 1 or z1 <= z0 or len(key) > self.ndim:  # steps, fancy keys: zarr reads
-            return np.asarray(self.array[key])
+        basic = _basic_key(key, self.shape)
+        if basic is None or any(
+            isinstance(k, slice) and k.indices(n)[0] > k.indices(n)[1]
+            for k, n in zip(basic, self.shape, strict=False)
+        ):
+            return np.asarray(self.array[key])  # steps, fancy keys, empty: zarr reads
+        bounds, pick = [], []
+        for k, n in zip(
+            (*basic, *(slice(None),) * (self.ndim - len(basic))), self.shape, strict=True
+        ):
+            if isinstance(k, slice):
+                start, stop, _ = k.indices(n)
+                bounds.append((start, stop))
+                pick.append(slice(None))
+            else:
+                bounds.append((k, k + 1))
+                pick.append(0)
+        (z0, z1), (y0, y1), (x0, x1) = bounds
         if self._reader is None:
             self._reader = ZReader(self.array, **self.checks)
-        (block,) = read_blocks([(self._reader, z0, z1, None)])
-        return block[(pick, *key[1:])]
+        (block,) = read_blocks([(self._reader, z0, z1, None, (y0, y1, x0, x1))])
+        return block[tuple(pick)]
 
 
 def _basic_key(key: Any, shape: tuple[int, ...]) -> tuple[Any, ...] | None:
