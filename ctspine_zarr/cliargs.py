@@ -124,6 +124,10 @@ def _positive_int(text: str) -> int:
     return _whole(text, 1, "a whole number of at least 1")
 
 
+def _tile(text: str) -> int:
+    return _whole(text, 0, "0 (whole slices) or a tile size of at least 1")
+
+
 def _seed(text: str) -> int:
     value = _whole(text, 0, "a whole number from 0 to 2**32 - 1")
     if value >= 2**32:
@@ -195,6 +199,8 @@ count = _typed("whole number", _count)
 defect = _typed("defect", _defect)
 #: A random seed: 0 to 2**32 - 1 (numpy's RandomState takes no other).
 seed = _typed("seed", _seed)
+#: ``ingest --tile``: 0 or a positive tile size
+tile = _typed("tile", _tile)
 #: A TCP port, 0 to 65535 (0: a free one).
 port = _typed("port", _port)
 #: ``--dataset-id``: nnU-Net's dataset id, 1 to 999.

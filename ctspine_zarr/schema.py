@@ -9,11 +9,13 @@ from __future__ import annotations
 from typing import Any, Final, Literal
 
 #: Version of the on-disk layout, stored in the root attrs under :data:`FORMAT_KEY`.
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 FORMAT_KEY: Final = "ctspine_zarr_format"
 #: Store versions this package reads (1: without the snapshot checks of version 2; 2:
-#: without the OME-Zarr metadata of version 3, which an ingest rerun adds case by case).
-READABLE_FORMATS: Final = (1, 2, 3)
+#: without the OME-Zarr metadata of version 3, which an ingest rerun adds case by case;
+#: 1-3: one whole slice per inner chunk, where version 4 may also hold tiles of a slice
+#: (``ingest --tile``): the readers take each array's layout from its own metadata).
+READABLE_FORMATS: Final = (1, 2, 3, 4)
 
 #: Name of the group holding one sub-group per case.
 CASES_GROUP: Final = "cases"
@@ -61,6 +63,13 @@ SOURCES: Final = ("COLONOG", "HNSCC-3DCT-RT", "MSD-T10", "COVID-19")
 # Encodings -----------------------------------------------------------------------
 #: Axial slices per shard: a case is a handful of objects, a slice read one range request.
 SLICES_PER_SHARD: Final = 32
+#: In-plane size of the inner chunks of ``image`` and ``label`` by default: 0, one whole axial
+#: slice per inner chunk (a slice is one chunk for every Zarr reader). Format 4 also allows
+#: ``(1, t, t)`` tiles of a slice (``ingest --tile 128``: :data:`PATCH_TILE`), which a 3D
+#: patch reads tile by tile; docs/chunk-layout.md measures both.
+TILE: Final = 0
+#: The tile of a store made for 3D patch training (``ingest --tile 128``).
+PATCH_TILE: Final = 128
 #: Attribute (case group) that says the case is complete; written last.
 COMPLETE_KEY: Final = "complete"
 #: Case attribute: ``{array: [CRC-32 of each encoded shard index, ...]}``, which readers check.
@@ -212,3 +221,21 @@ def label_compressors() -> list:
     from zarr.codecs import BloscCodec, Crc32cCodec
 
     return [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), Crc32cCodec()]
+
+
+def volume_chunking(
+    shape: tuple[int, ...], slices_per_shard: int = SLICES_PER_SHARD, tile: int = TILE
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """``(inner chunk, shard)`` shapes of a ``(z, y, x)`` volume of ``shape``.
+
+    Inner chunks are ``(1, tile, tile)`` tiles (clipped to the plane; ``tile=0``: the whole
+    slice); a shard holds ``slices_per_shard`` slices (at most the volume's) and the whole
+    plane rounded up to whole tiles, so that one slice's tiles lie in one shard.
+    """
+    n_z, n_y, n_x = (int(n) for n in shape)
+    if tile < 0:
+        raise ValueError(f"tile must be 0 (whole slices) or a positive size, not {tile}")
+    ty, tx = (n_y, n_x) if tile == 0 else (min(tile, n_y), min(tile, n_x))
+    ty, tx = max(ty, 1), max(tx, 1)
+    shard = (max(1, min(slices_per_shard, n_z)), -(-n_y // ty) * ty, -(-n_x // tx) * tx)
+    return (1, ty, tx), shard

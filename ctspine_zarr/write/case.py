@@ -52,11 +52,13 @@ from ..schema import (
     SHARD_CRC_KEY,
     SLICE_VERTEBRAE,
     SLICES_PER_SHARD,
+    TILE,
     VERTEBRA_DIM,
     VOLUME_DIMS,
     encoding_name,
     image_encoding,
     label_compressors,
+    volume_chunking,
 )
 from .claim import STAGING, TRASH
 from .stopping import CaseStopped, mark_written, running
@@ -96,6 +98,7 @@ def ingest_case(
     raw_storage_options: dict[str, Any] | None = None,
     codec: str = "default",
     slices_per_shard: int = SLICES_PER_SHARD,
+    tile: int = TILE,
     encode_threads: int = 1,
     run: str = "",
 ) -> CaseOutcome:
@@ -113,6 +116,9 @@ def ingest_case(
         Image codec name (see :func:`ctspine_zarr.schema.image_encoding`).
     slices_per_shard
         Axial slices per shard.
+    tile
+        In-plane size of an inner chunk (``(1, tile, tile)`` tiles of a slice); 0 (the
+        default) stores one whole slice per inner chunk.
     encode_threads
         Size of the process's shared encoding pool (1: encode in the calling thread).
     run
@@ -136,6 +142,7 @@ def ingest_case(
                 label,
                 codec=codec,
                 slices_per_shard=slices_per_shard,
+                tile=tile,
                 encode_threads=encode_threads,
                 checkpoint=checkpoint,
             )
@@ -162,6 +169,7 @@ def _write_case(
     *,
     codec: str,
     slices_per_shard: int,
+    tile: int,
     encode_threads: int,
     checkpoint: Callable[[], None],
 ) -> int:
@@ -191,6 +199,7 @@ def _write_case(
         label,
         encoding,
         slices_per_shard=slices_per_shard,
+        tile=tile,
         encode_threads=encode_threads,
         checkpoint=checkpoint,
     )
@@ -212,14 +221,14 @@ def _write_volumes(
     encoding: dict[str, Any],
     *,
     slices_per_shard: int,
+    tile: int,
     encode_threads: int,
     checkpoint: Callable[[], None],
 ) -> tuple[list[zarr.Array], dict[str, list[int]]]:
     """Create and write ``image`` and ``label``; return them and their shard index CRCs."""
-    n_z, n_y, n_x = image.data.shape
-    shards = (max(1, min(slices_per_shard, n_z)), n_y, n_x)
+    chunks, shards = volume_chunking(image.data.shape, slices_per_shard, tile)
     common: dict[str, Any] = dict(
-        chunks=(1, n_y, n_x),
+        chunks=chunks,
         shards=shards,
         dimension_names=VOLUME_DIMS,
         config={"write_empty_chunks": True},

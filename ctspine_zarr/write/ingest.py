@@ -43,7 +43,7 @@ from ..io.location import Location
 from ..io.remote import url_to_fs, with_default_options
 from ..io.store import forget, is_url
 from ..parallel import check_scheduler, check_workers, is_local, progress_bar, run_tasks
-from ..schema import CASES_GROUP, RAW_TREES_KEY, SLICES_PER_SHARD
+from ..schema import CASES_GROUP, RAW_TREES_KEY, SLICES_PER_SHARD, TILE
 from .case import CaseOutcome, ingest_case, update_split
 from .claim import claim, finish, prepare, refuse_nesting, remove_internal_dir
 from .integrity import case_problem
@@ -196,6 +196,7 @@ def ingest(
     raw_storage_options: dict[str, Any] | None = None,
     codec: str = "default",
     slices_per_shard: int = SLICES_PER_SHARD,
+    tile: int = TILE,
     progress: bool = False,
     report_path: str | os.PathLike | None = None,
     announce: Callable[[str], None] | None = None,
@@ -245,6 +246,12 @@ def ingest(
         Image codec name.
     slices_per_shard
         Axial slices per shard.
+    tile
+        In-plane size of the inner chunks of ``image`` and ``label``: 0 (the default) for
+        one whole slice per inner chunk, or ``(1, tile, tile)`` tiles of each slice (128 for
+        3D patch training, :data:`~ctspine_zarr.schema.PATCH_TILE`: a patch then decodes only
+        the tiles it touches). Cases already stored keep their layout until they are
+        rewritten (``overwrite``).
     progress
         Show a progress bar on stderr (the command line does; the library is quiet).
     report_path
@@ -296,6 +303,7 @@ def ingest(
         raw_storage_options=raw_storage_options,
         codec=codec,
         slices_per_shard=slices_per_shard,
+        tile=tile,
     )
     with WriterLock(loc):
         prepare(loc, document, {RAW_TREES_KEY: report.raw_trees})

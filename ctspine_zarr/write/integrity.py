@@ -93,7 +93,7 @@ def _shards_problem(
             table = layout.decode_index(raw)
         except Exception as err:  # noqa: BLE001 - a checksum or decode failure
             return f"{key}: shard index unreadable or replaced ({type(err).__name__}: {err})"
-        rows = min(layout.shard_z, n_z - shard * layout.shard_z)
+        rows = min(layout.shard_z, n_z - shard * layout.shard_z) * layout.per_slice
         offsets, lengths = table[:rows, 0], table[:rows, 1]
         if (offsets == EMPTY_ENTRY).any():
             return f"{key}: a slice's chunk is missing from the shard"

@@ -38,7 +38,7 @@ from ..schema import (
     OME_LABEL,
     SLICE_VERTEBRAE,
 )
-from .verifyreport import WARNING, VerifyReport
+from .verifyreport import ERROR, WARNING, VerifyReport
 
 __all__ = [
     "check_root_cases",
@@ -187,25 +187,31 @@ def _check_volume(
     Returns the whole array when ``keep`` is true and no problem was found.
     """
     n_problems = len(report.problems)
-    n_z, inner = array.shape[0], array.chunks[0]
-    report.chunks_checked += math.ceil(n_z / inner)
-    config, shards = sharding_config(array), array.shards
+    n_z = array.shape[0]
+    config, shards, inner = sharding_config(array), array.shards, array.chunks
+    tiles = [math.ceil(n / c) for n, c in zip(array.shape[1:], inner[1:], strict=True)]
+    report.chunks_checked += math.ceil(n_z / inner[0]) * math.prod(tiles)
     index = None
-    if config is not None and shards is not None:
-        index = IndexFormat.of(config, shards[0] // inner)
+    whole_plane = (
+        shards is not None
+        and inner[0] == 1
+        and all(s == t * c for s, t, c in zip(shards[1:], tiles, inner[1:], strict=True))
+    )
+    if config is not None and shards is not None and whole_plane:
+        index = IndexFormat.of(config, shards[0] * math.prod(tiles))
     skip: set[int] = set()
-    whole_slices = shards is not None and shards[1:] == array.chunks[1:] == array.shape[1:]
-    if index is None or shards is None or not whole_slices:
-        message = "not sharded in whole axial slices as the format requires"
+    if index is None or shards is None:
+        message = "not sharded in tiles of whole axial slices as the format requires"
         report.add(case_id, name, None, message, "metadata")
-        step = inner
+        step = inner[0]
     else:
         step = shards[0]
         starts = range(0, n_z, step)
-        results = sync(_gather([_check_shard(store, array, index, z0, step) for z0 in starts]))
+        checks = [_check_shard(store, array, index, z0, step, math.prod(tiles)) for z0 in starts]
+        results = sync(_gather(checks))
         for z0, (found, whole) in zip(starts, results, strict=True):
             for z, kind, message in found:
-                report.add(case_id, name, z, message, kind)
+                report.add(case_id, name, z, message, kind, WARNING if kind == "order" else ERROR)
             if whole:
                 skip.add(z0)
     data = np.empty(array.shape, dtype=array.dtype) if keep else None
@@ -243,16 +249,16 @@ def _decode(
 
 
 async def _check_shard(
-    store: Store, array: zarr.Array, index: IndexFormat, z0: int, step: int
+    store: Store, array: zarr.Array, index: IndexFormat, z0: int, step: int, per_slice: int
 ) -> tuple[list[tuple[int, str, str]], bool]:
-    """Check the shard object of slices ``z0:z0 + step`` and its index.
+    """Check the shard object of slices ``z0:z0 + step`` (``per_slice`` chunks each), its index.
 
     Returns the problems found as ``(z, kind, message)``, and whether the whole shard is
     missing or unreadable (so that decoding it would only repeat the problem).
     """
     key = f"{array.path}/" + array.metadata.encode_chunk_key((z0 // step, 0, 0))
-    z1, inner = min(array.shape[0], z0 + step), array.chunks[0]
-    n_chunks = math.ceil((z1 - z0) / inner)
+    z1 = min(array.shape[0], z0 + step)
+    n_chunks = (z1 - z0) * per_slice
     try:
         size = await store.getsize(key)
         prototype = default_buffer_prototype()
@@ -271,8 +277,14 @@ async def _check_shard(
         return [(z0, "checksum", f"shard {key}: the shard index fails its CRC32C")], True
     low, high = index.data_bounds(size)
     problems = []
+    written = entries[:n_chunks]
+    if per_slice > 1 and (written[:, 0] != EMPTY_ENTRY).all():
+        ends = written[:-1, 0] + written[:-1, 1]
+        if (written[1:, 0] != ends).any():  # readable, but a slice is several ranges
+            message = f"shard {key}: its tiles are not in C order (a slice is not one range)"
+            problems.append((z0, "order", message))
     for i, (offset, nbytes) in enumerate(entries[:n_chunks].tolist()):
-        z = z0 + i * inner
+        z = z0 + i // per_slice
         if offset == nbytes == EMPTY_ENTRY:
             problems.append((z, "missing", f"chunk of slice {z} is missing from shard {key}"))
         elif offset < low or offset + nbytes > high:
