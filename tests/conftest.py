@@ -24,11 +24,21 @@ def raw_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Synth
     return root, cases
 
 
+#: The session store's tile (:func:`store`).
+STORE_TILE = 32
+
+
 @pytest.fixture(scope="session")
 def store(raw_tree: tuple[Path, list[SyntheticCase]], tmp_path_factory: pytest.TempPathFactory):
-    """The store ingested from ``raw_tree`` (threads, 2 workers)."""
+    """The store ingested from ``raw_tree`` (threads, 2 workers), in tiles of 32 x 32.
+
+    Its 40 x 48 planes hold 2 x 2 tiles, the last row and column partial: every reader is
+    tested on tiles of whole slices, as ``ingest --tile 128`` lays out 512 x 512 slices.
+    """
     path = tmp_path_factory.mktemp("store") / "ctspine1k.zarr"
-    report = ctspine_zarr.ingest(raw_tree[0], path, workers=2, scheduler="threads", progress=False)
+    report = ctspine_zarr.ingest(
+        raw_tree[0], path, workers=2, scheduler="threads", progress=False, tile=STORE_TILE
+    )
     assert report.ok, report.summary()
     return path
 

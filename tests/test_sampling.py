@@ -203,31 +203,52 @@ def test_a_slice_item_reads_one_chunk_per_array(counting_store) -> None:
     assert len(counting_store.reads) == 2
 
 
-def test_a_patch_reads_only_its_z_range(counting_store) -> None:
-    seq = PatchSequence(counting_store, None, patch_size=(6, 16, 16), samples_per_epoch=12, seed=4)
+def test_a_patch_decodes_only_the_tiles_it_touches(counting_store, monkeypatch) -> None:
+    from ctspine_zarr.io.shardformat import ShardLayout
+
+    decoded: list[str] = []
+    original = ShardLayout.decode_chunk
+
+    def counting(layout, data, scratch):  # type: ignore[no-untyped-def]
+        decoded.append(layout.prefix.rsplit("/", 1)[1])
+        return original(layout, data, scratch)
+
+    monkeypatch.setattr(ShardLayout, "decode_chunk", counting)
+    size = (6, 16, 16)
+    seq = PatchSequence(counting_store, None, patch_size=size, samples_per_epoch=12, seed=4)
+    from tests.conftest import STORE_TILE as tile
+
+    n_foreground = 0
     for i in range(len(seq)):
         for j in range(len(seq.case_ids)):
             seq._arrays(j)
         counting_store.reads.clear()
+        decoded.clear()
         item = seq[i]
         case = item["patient_id"]
-        n_z = int(seq.shapes[item["index"], 0])
-        z0, z1 = max(int(item["patch_start"][0]), 0), min(int(item["patch_start"][0]) + 6, n_z)
-        # per shard touched: the whole shard object when the range spans it, else one
-        # range read per slice (and the shard index, the first time)
-        expected = {}
-        for shard in range(z0 // 32, (z1 - 1) // 32 + 1):
-            lo, hi = max(z0, 32 * shard), min(z1, 32 * shard + 32)
-            whole = lo == 32 * shard and hi == min(32 * shard + 32, n_z) and hi > lo + 1
-            expected[f"{shard}/0/0"] = (1, 0) if whole else (0, hi - lo)
+        shape = [int(v) for v in seq.shapes[item["index"]]]
+        start = [int(v) for v in item["patch_start"]]
+        lo = [max(s, 0) for s in start]
+        hi = [min(s + n, m) for s, n, m in zip(start, size, shape, strict=True)]
+        tiles = (hi[0] - lo[0]) * len(range(lo[1] // tile, -(-hi[1] // tile)))
+        tiles *= len(range(lo[2] // tile, -(-hi[2] // tile)))
+        # the image: exactly the tiles of the patch box; the label: those of a random patch,
+        # at most the whole slices of the z range for a foreground one (the region its
+        # window may move to)
+        assert decoded.count("image") == tiles
+        if item["foreground"]:
+            n_foreground += 1
+            per_slice = -(-shape[1] // tile) * -(-shape[2] // tile)
+            assert tiles <= decoded.count("label") <= (hi[0] - lo[0]) * per_slice
+        else:
+            assert decoded.count("label") == tiles
+        # only the shards of the z range are read
+        shards = {f"{s}/0/0" for s in range(lo[0] // 32, (hi[0] - 1) // 32 + 1)}
         for array in ("image", "label"):
             reads = _chunk_reads(counting_store.reads, case, array)
-            assert {k.rsplit("/c/", 1)[1] for k, _ in reads} <= set(expected)
-            for shard, (n_whole, n_ranges) in expected.items():
-                mine = [r for k, r in reads if k.endswith(f"/c/{shard}")]
-                assert sum(r is None for r in mine) == n_whole
-                assert sum(isinstance(r, RangeByteRequest) for r in mine) == n_ranges
+            assert {k.rsplit("/c/", 1)[1] for k, _ in reads} <= shards
         assert all(k.startswith(f"cases/{case}/") for k, *_ in counting_store.reads)
+    assert 0 < n_foreground < len(seq)
 
 
 def test_a_volume_reads_each_shard_once(counting_store, catalogue) -> None:

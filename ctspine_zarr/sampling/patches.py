@@ -1,7 +1,8 @@
 """Random 3D training patches, a fixed fraction of them forced to hold a vertebra (nnU-Net style).
 
 :class:`PatchSequence` plans each item from a seeded generator (case, vertebra, patch start),
-reads only the patch's z range, and cuts and pads the patch out of the slabs read. The window
+reads only the boxes it needs (the tiles they touch), and cuts and pads the patch out of
+them. The window
 placement, clipping and padding helpers are here too.
 """
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
+from ..io.slicereader import Request, read_blocks
 from ..vertebrae import VERTEBRA_LABELS
 from .cases import VERTEBRA_COLUMN
 from .sequences import _StoreSequence
@@ -178,31 +180,75 @@ class PatchSequence(_StoreSequence):
     # -- items -------------------------------------------------------------------------------
 
     def getitems(self, indices: Iterable[Any]) -> list[Any]:
-        """Return the patches at ``indices`` of the current epoch."""
+        """Return the patches at ``indices`` of the current epoch.
+
+        Only the boxes the patches need are read (the tiles they touch): a random patch's
+        image and label in one batch; for a foreground patch first the label over the
+        region its window may move to (the patch and the vertebra's stored box), then, once
+        the window holds the vertebra, its image box, in a second batch.
+        """
         epoch = self.epoch
         flags = self.is_foreground(epoch)
         picks = [self._index(i) for i in indices]
         plans = [self._draw(i, epoch, bool(flags[i])) for i in picks]
-        z_starts, size_z = [start[0] for _, _, start, _, _ in plans], self.patch_size[0]
-        slabs = self._read_slabs(
-            [case for case, *_ in plans], lambda n, n_z: _clip(z_starts[n], size_z, n_z)
-        )
-        items = []
-        for (case, vertebra, start, centre, rng), (image_slab, label_slab) in zip(
-            plans, slabs, strict=True
-        ):
-            z_read = max(start[0], 0)  # first slice of the slabs
+        image_dtype, label_dtype = self.dtypes
+        first: list[Request] = []
+        label_at, image_at, origins = [], {}, []
+        for n, (case, vertebra, start, _, _) in enumerate(plans):
+            image_reader, label_reader, _ = self._arrays(case)
+            region = self._region(case, vertebra, start)
+            origins.append(tuple(lo for lo, _ in region))
+            label_at.append(len(first))
+            first.append(_request(label_reader, region, label_dtype))
+            if not vertebra:
+                image_at[n] = len(first)
+                first.append(_request(image_reader, region, image_dtype))
+        blocks = read_blocks(first)
+        starts, second = [], []
+        for n, (case, vertebra, start, centre, rng) in enumerate(plans):
             if vertebra:
-                start = self._hold(case, vertebra, start, centre, label_slab, z_read, rng)
+                label = blocks[label_at[n]]
+                start = self._hold(case, vertebra, start, centre, label, origins[n], rng)
+                box = self._region(case, 0, start)
+                image_at[n] = len(first) + len(second)
+                second.append(_request(self._arrays(case).image, box, image_dtype))
+            starts.append(start)
+        blocks += read_blocks(second)
+        items = []
+        for n, (case, vertebra, _, _, _) in enumerate(plans):
+            start = starts[n]
             item = self._base(case)
             item["patch_start"] = np.asarray(start, dtype=np.int64)
             item["foreground"] = bool(vertebra)
             item["vertebra"] = vertebra
             shape = tuple(int(s) for s in self.shapes[case])
-            image = _crop(image_slab, z_read, start, self.patch_size, shape, PAD_IMAGE)
-            label = _crop(label_slab, z_read, start, self.patch_size, shape, PAD_LABEL)
+            image_block = blocks[image_at[n]]
+            image_origin = tuple(max(s, 0) for s in start)
+            image = _crop(image_block, image_origin, start, self.patch_size, shape, PAD_IMAGE)
+            label = _crop(blocks[label_at[n]], origins[n], start, self.patch_size, shape, PAD_LABEL)
             items.append(self._finish(item, image, label))
         return items
+
+    def _region(self, case: int, vertebra: int, start: Sequence[int]) -> list[tuple[int, int]]:
+        """``[lo, hi)`` per axis of what to read for a patch at ``start``, clipped to the case.
+
+        For a foreground patch (``vertebra`` not 0), y and x cover every window
+        :meth:`_hold` may move to: windows placed on the vertebra's stored box.
+        """
+        shape = [int(v) for v in self.shapes[case]]
+        region = [
+            _clip(s, size, n) for s, size, n in zip(start, self.patch_size, shape, strict=True)
+        ]
+        if vertebra:
+            column = VERTEBRA_COLUMN[vertebra]
+            lo, hi = self.bbox_start[case, column], self.bbox_stop[case, column]
+            for axis in (1, 2):
+                size, n = self.patch_size[axis], shape[axis]
+                first = _place(int(lo[axis]), size, n)
+                last = _place(int(hi[axis]) - 1, size, n) + size
+                low, high = min(start[axis], first), max(start[axis] + size, last)
+                region[axis] = _clip(low, high - low, n)
+        return region
 
     def _draw(
         self, i: int, epoch: int, foreground: bool
@@ -238,26 +284,31 @@ class PatchSequence(_StoreSequence):
         vertebra: int,
         start: list[int],
         centre: list[int],
-        label_slab: np.ndarray,
-        z_read: int,
+        label: np.ndarray,
+        origin: Sequence[int],
         rng: np.random.Generator,
     ) -> list[int]:
-        """Move the y/x window until the patch holds ``vertebra`` (uses only the slab read)."""
+        """Move the y/x window until the patch holds ``vertebra``.
+
+        Uses only ``label``, the label read from ``origin`` over :meth:`_region`.
+        """
         sz, sy, sx = self.patch_size
         nz, ny, nx = (int(v) for v in self.shapes[case])
         column = VERTEBRA_COLUMN[vertebra]
         lo, hi = self.bbox_start[case, column], self.bbox_stop[case, column]
-        rows = slice(max(start[0], 0) - z_read, min(start[0] + sz, nz) - z_read)
+        z0, y0, x0 = origin
+        rows = slice(max(start[0], 0) - z0, min(start[0] + sz, nz) - z0)
         for attempt in range(_FOREGROUND_TRIES + 1):
-            ys = slice(max(start[1], 0), min(start[1] + sy, ny))
-            xs = slice(max(start[2], 0), min(start[2] + sx, nx))
-            if (label_slab[rows, ys, xs] == vertebra).any():
+            ys = slice(max(start[1], 0) - y0, min(start[1] + sy, ny) - y0)
+            xs = slice(max(start[2], 0) - x0, min(start[2] + sx, nx) - x0)
+            if (label[rows, ys, xs] == vertebra).any():
                 return start
             if attempt < _FOREGROUND_TRIES:
                 y, x = int(rng.integers(lo[1], hi[1])), int(rng.integers(lo[2], hi[2]))
             else:  # last resort: a voxel of the vertebra on the centre slice
-                where = np.argwhere(label_slab[centre[0] - z_read] == vertebra)
+                where = np.argwhere(label[centre[0] - z0] == vertebra)
                 y, x = (int(v) for v in where[rng.integers(len(where))])
+                y, x = y + y0, x + x0
             start = [start[0], _place(y, sy, ny), _place(x, sx, nx)]
         return start  # pragma: no cover - the last resort always holds the vertebra
 
@@ -278,21 +329,27 @@ def _clip(start: int, size: int, n: int) -> tuple[int, int]:
     return max(start, 0), min(start + size, n)
 
 
+def _request(reader: Any, region: Sequence[tuple[int, int]], dtype: Any) -> Request:
+    (z0, z1), (y0, y1), (x0, x1) = region
+    return (reader, z0, z1, dtype, (y0, y1, x0, x1))
+
+
 def _crop(
-    slab: np.ndarray,
-    z_read: int,
+    block: np.ndarray,
+    origin: Sequence[int],
     start: Sequence[int],
     size: Sequence[int],
     shape: Sequence[int],
     fill: float,
 ) -> np.ndarray:
-    """Cut the patch at ``start`` out of full slices read from ``z_read``, padding with ``fill``."""
-    out = np.full(tuple(size), fill, dtype=slab.dtype)
+    """Cut the patch at ``start`` out of ``block`` (read from ``origin``), padding with ``fill``."""
+    if tuple(origin) == tuple(start) and block.shape == tuple(size):
+        return block  # the read is the patch (inside the volume): no copy
+    out = np.full(tuple(size), fill, dtype=block.dtype)
     src, dst = [], []
     for axis in range(3):
         lo, hi = max(start[axis], 0), min(start[axis] + size[axis], shape[axis])
-        offset = z_read if axis == 0 else 0
-        src.append(slice(lo - offset, hi - offset))
+        src.append(slice(lo - origin[axis], hi - origin[axis]))
         dst.append(slice(lo - start[axis], hi - start[axis]))
-    out[tuple(dst)] = slab[tuple(src)]
+    out[tuple(dst)] = block[tuple(src)]
     return out
