@@ -24,18 +24,29 @@ def raw_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Synth
     return root, cases
 
 
-#: The session store's tile (:func:`store`).
+@pytest.fixture(scope="session")
+def store(raw_tree: tuple[Path, list[SyntheticCase]], tmp_path_factory: pytest.TempPathFactory):
+    """The store ingested from ``raw_tree`` (threads, 2 workers)."""
+    path = tmp_path_factory.mktemp("store") / "ctspine1k.zarr"
+    report = ctspine_zarr.ingest(raw_tree[0], path, workers=2, scheduler="threads", progress=False)
+    assert report.ok, report.summary()
+    return path
+
+
+#: The tile of :func:`tiled_store`.
 STORE_TILE = 32
 
 
 @pytest.fixture(scope="session")
-def store(raw_tree: tuple[Path, list[SyntheticCase]], tmp_path_factory: pytest.TempPathFactory):
-    """The store ingested from ``raw_tree`` (threads, 2 workers), in tiles of 32 x 32.
+def tiled_store(
+    raw_tree: tuple[Path, list[SyntheticCase]], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """``raw_tree`` ingested in tiles of 32 x 32 (``--tile 32``).
 
-    Its 40 x 48 planes hold 2 x 2 tiles, the last row and column partial: every reader is
-    tested on tiles of whole slices, as ``ingest --tile 128`` lays out 512 x 512 slices.
+    Its 40 x 48 planes hold 2 x 2 tiles, the last row and column partial, as ``--tile 128``
+    lays out 512 x 512 slices.
     """
-    path = tmp_path_factory.mktemp("store") / "ctspine1k.zarr"
+    path = tmp_path_factory.mktemp("tiled") / "ctspine1k.zarr"
     report = ctspine_zarr.ingest(
         raw_tree[0], path, workers=2, scheduler="threads", progress=False, tile=STORE_TILE
     )
@@ -95,6 +106,14 @@ class CountingStore(WrapperStore):
 def counting_store(store: Path) -> Iterator[CountingStore]:
     """The session store, read-only, wrapped to count reads."""
     wrapped = CountingStore(zarr.storage.LocalStore(store, read_only=True))
+    yield wrapped
+    ctspine_zarr.io.store.forget(wrapped)
+
+
+@pytest.fixture
+def counting_tiled_store(tiled_store: Path) -> Iterator[CountingStore]:
+    """:func:`tiled_store`, read-only, wrapped to count reads."""
+    wrapped = CountingStore(zarr.storage.LocalStore(tiled_store, read_only=True))
     yield wrapped
     ctspine_zarr.io.store.forget(wrapped)
 

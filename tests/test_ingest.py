@@ -109,7 +109,7 @@ def test_catalogue_columns_describe_each_case(store: Path, raw_tree) -> None:
         counts = np.bincount(label.ravel().astype(np.int64), minlength=29)[list(VERTEBRA_LABELS)]
         np.testing.assert_array_equal(row.voxel_count.values, counts)
     assert ds.attrs["vertebra_names"]["22"] == "L3"
-    assert ds.attrs["ctspine_zarr_format"] == 3
+    assert ds.attrs["ctspine_zarr_format"] == 4
 
 
 def test_slice_index_and_boxes_match_the_masks(store: Path, raw_tree) -> None:

@@ -203,7 +203,7 @@ def test_a_slice_item_reads_one_chunk_per_array(counting_store) -> None:
     assert len(counting_store.reads) == 2
 
 
-def test_a_patch_decodes_only_the_tiles_it_touches(counting_store, monkeypatch) -> None:
+def test_a_patch_decodes_only_the_tiles_it_touches(counting_tiled_store, monkeypatch) -> None:
     from ctspine_zarr.io.shardformat import ShardLayout
 
     decoded: list[str] = []
@@ -215,14 +215,14 @@ def test_a_patch_decodes_only_the_tiles_it_touches(counting_store, monkeypatch) 
 
     monkeypatch.setattr(ShardLayout, "decode_chunk", counting)
     size = (6, 16, 16)
-    seq = PatchSequence(counting_store, None, patch_size=size, samples_per_epoch=12, seed=4)
-    from tests.conftest import STORE_TILE as tile
+    seq = PatchSequence(counting_tiled_store, None, patch_size=size, samples_per_epoch=12, seed=4)
+    from conftest import STORE_TILE as tile
 
     n_foreground = 0
     for i in range(len(seq)):
         for j in range(len(seq.case_ids)):
             seq._arrays(j)
-        counting_store.reads.clear()
+        counting_tiled_store.reads.clear()
         decoded.clear()
         item = seq[i]
         case = item["patient_id"]
@@ -245,9 +245,9 @@ def test_a_patch_decodes_only_the_tiles_it_touches(counting_store, monkeypatch) 
         # only the shards of the z range are read
         shards = {f"{s}/0/0" for s in range(lo[0] // 32, (hi[0] - 1) // 32 + 1)}
         for array in ("image", "label"):
-            reads = _chunk_reads(counting_store.reads, case, array)
+            reads = _chunk_reads(counting_tiled_store.reads, case, array)
             assert {k.rsplit("/c/", 1)[1] for k, _ in reads} <= shards
-        assert all(k.startswith(f"cases/{case}/") for k, *_ in counting_store.reads)
+        assert all(k.startswith(f"cases/{case}/") for k, *_ in counting_tiled_store.reads)
     assert 0 < n_foreground < len(seq)
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 import zarr
 from zarr.codecs import Crc32cCodec
 
@@ -150,13 +151,15 @@ def test_numcodecs_decodes_what_blosc2_decodes(monkeypatch: pytest.MonkeyPatch) 
     np.testing.assert_array_equal(fast, volume[:, 5:39, 7:44])
 
 
-def test_a_volume_box_decodes_only_its_tiles(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.conftest import STORE_TILE
+def test_a_volume_box_decodes_only_its_tiles(
+    tiled_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import STORE_TILE
 
-    ds = ctspine_zarr.open(store)
+    ds = ctspine_zarr.open(tiled_store)
     case = ds.ctspine.case_ids()[0]
-    vol = open_volume(store, case)
-    truth = zarr.open_group(store / "cases" / case, mode="r")["image"][...]
+    vol = open_volume(tiled_store, case)
+    truth = zarr.open_group(tiled_store / "cases" / case, mode="r")["image"][...]
     decoded: list[int] = []
     original = ShardLayout.decode_chunk
     monkeypatch.setattr(
@@ -177,34 +180,60 @@ def test_a_volume_box_decodes_only_its_tiles(store: Path, monkeypatch: pytest.Mo
     assert len(decoded) == 2  # one tile column of one slice
 
 
-def test_a_whole_slice_store_reads_as_the_tiled_one(
-    raw_tree: tuple[Path, list], store: Path, tmp_path: Path
-) -> None:
-    """A store of whole-slice chunks (formats 1-3, --tile 0) gives every reader the same."""
-    flat = tmp_path / "flat.zarr"
-    report = ctspine_zarr.ingest(raw_tree[0], flat, workers=2, progress=False, tile=0)
-    assert report.ok, report.summary()
-    case = ctspine_zarr.open(flat).ctspine.case_ids()[1]
-    chunks = zarr.open_group(flat / "cases" / case, mode="r")["image"].chunks
-    assert chunks[1:] == zarr.open_group(flat / "cases" / case, mode="r")["image"].shape[1:]
-    assert zarr.open_group(store / "cases" / case, mode="r")["image"].chunks == (1, 32, 32)
+def test_a_whole_slice_store_reads_as_the_tiled_one(store: Path, tiled_store: Path) -> None:
+    """The default store (whole slices) and ``--tile 32`` give every reader the same."""
+    case = ctspine_zarr.open(store).ctspine.case_ids()[1]
+    flat = zarr.open_group(store / "cases" / case, mode="r")["image"]
+    assert flat.chunks == (1, *flat.shape[1:])
+    assert zarr.open_group(tiled_store / "cases" / case, mode="r")["image"].chunks == (1, 32, 32)
     for a, b in zip(
-        PatchSequence(flat, patch_size=(5, 24, 20), samples_per_epoch=8, seed=3),
         PatchSequence(store, patch_size=(5, 24, 20), samples_per_epoch=8, seed=3),
+        PatchSequence(tiled_store, patch_size=(5, 24, 20), samples_per_epoch=8, seed=3),
         strict=True,
     ):
         np.testing.assert_array_equal(a["image"], b["image"])
         np.testing.assert_array_equal(a["segmentation"], b["segmentation"])
         np.testing.assert_array_equal(a["patch_start"], b["patch_start"])
-    slices = SliceSequence(flat), SliceSequence(store)
+    slices = SliceSequence(store), SliceSequence(tiled_store)
     for i in (0, 33, len(slices[0]) - 1):
         np.testing.assert_array_equal(slices[0][i]["image"], slices[1][i]["image"])
-    vols = open_volume(flat, case), open_volume(store, case)
+    vols = open_volume(store, case), open_volume(tiled_store, case)
     np.testing.assert_array_equal(vols[0].label.values, vols[1].label.values)
     np.testing.assert_array_equal(
         vols[0].image[4:9, 3:33, 7:45].values, vols[1].image[4:9, 3:33, 7:45].values
     )
-    assert verify(flat).ok and verify(store).ok
+    generic = [xr.open_zarr(s, group=f"cases/{case}").image.values for s in (store, tiled_store)]
+    np.testing.assert_array_equal(*generic)
+    assert verify(tiled_store).ok
+
+
+def test_a_tiled_store_over_s3_reads_a_slice_in_one_range_and_a_patch_by_its_tiles(
+    tiled_store: Path, s3
+) -> None:
+    import s3fs
+
+    url, options, log = s3
+    s3fs.S3FileSystem(**options).put(str(tiled_store), f"{url}/t.zarr", recursive=True)
+    remote = f"{url}/t.zarr"
+    ds = ctspine_zarr.open(remote, storage_options=options)
+    case = ds.ctspine.case_ids()[2]
+    truth = zarr.open_group(tiled_store / "cases" / case, mode="r")
+    counts = []
+    for z in (3, 4):  # the first slice fetches the shard index, the next none
+        log.requests.clear()
+        plane = ds.ctspine.slice(case, z)
+        np.testing.assert_array_equal(plane.image.values, truth["image"][z])
+        np.testing.assert_array_equal(plane.label.values, truth["label"][z])
+        paths = [p for m, p, _ in log.requests if m == "GET" and "/c/" in p]
+        counts.append({a: sum(f"/{a}/c/" in p for p in paths) for a in ("image", "label")})
+    assert counts == [{"image": 2, "label": 2}, {"image": 1, "label": 1}]
+    seq = PatchSequence(
+        remote, patch_size=(4, 20, 20), samples_per_epoch=6, seed=5, storage_options=options
+    )
+    local = PatchSequence(tiled_store, patch_size=(4, 20, 20), samples_per_epoch=6, seed=5)
+    for i in range(6):
+        np.testing.assert_array_equal(seq[i]["image"], local[i]["image"])
+        np.testing.assert_array_equal(seq[i]["segmentation"], local[i]["segmentation"])
 
 
 def test_verify_warns_when_a_shards_tiles_are_not_in_c_order() -> None:

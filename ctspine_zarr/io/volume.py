@@ -104,7 +104,8 @@ class LeanSlices:
             for k, n in zip(basic, self.shape, strict=False)
         ):
             return np.asarray(self.array[key])  # steps, fancy keys, empty: zarr reads
-        bounds, pick = [], []
+        bounds: list[tuple[int, int]] = []
+        pick: list[Any] = []
         for k, n in zip(
             (*basic, *(slice(None),) * (self.ndim - len(basic))), self.shape, strict=True
         ):

@@ -193,7 +193,9 @@ class PatchSequence(_StoreSequence):
         plans = [self._draw(i, epoch, bool(flags[i])) for i in picks]
         image_dtype, label_dtype = self.dtypes
         first: list[Request] = []
-        label_at, image_at, origins = [], {}, []
+        label_at: list[int] = []
+        image_at: dict[int, int] = {}
+        origins: list[tuple[int, ...]] = []
         for n, (case, vertebra, start, _, _) in enumerate(plans):
             image_reader, label_reader, _ = self._arrays(case)
             region = self._region(case, vertebra, start)
@@ -204,7 +206,8 @@ class PatchSequence(_StoreSequence):
                 image_at[n] = len(first)
                 first.append(_request(image_reader, region, image_dtype))
         blocks = read_blocks(first)
-        starts, second = [], []
+        starts: list[list[int]] = []
+        second: list[Request] = []
         for n, (case, vertebra, start, centre, rng) in enumerate(plans):
             if vertebra:
                 label = blocks[label_at[n]]
