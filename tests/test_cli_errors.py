@@ -280,7 +280,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def slow_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A raw tree whose ingest takes a few seconds on one worker."""
     root = tmp_path_factory.mktemp("slow_raw")
-    make_raw_tree(root, n_cases=8, shape=(224, 224), n_slices=(160, 240), seed=11)
+    make_raw_tree(root, n_cases=8, shape=(128, 128), n_slices=(80, 120), seed=11)
     return root
 
 
