@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import xarray as xr
-from clirun import cli, error_lines
+from clirun import cli, cli_each, error_lines
 
 import ctspine_zarr
 from ctspine_zarr.errors import CaseNotFoundError, SelectionError
@@ -322,12 +322,14 @@ def test_every_selecting_command_refuses_an_unknown_value_in_one_line(
     store: Path, tmp_path: Path, command: str, extra: tuple[str, ...]
 ) -> None:
     args = [str(tmp_path / "out") if a == "DIR" else a for a in extra]
-    for option, value, message in (
+    refusals = (
         ("--split", "train,nope", UNKNOWN_SPLIT),
         ("--source", "NOPE", UNKNOWN_SOURCE),
         ("--vertebra", "L9", "unknown vertebra 'L9'; the vertebrae are C1, C2, C3"),
-    ):
-        lines = error_lines(cli(command, store, *args, option, value), command)
+    )
+    runs = cli_each(*((command, store, *args, option, value) for option, value, _ in refusals))
+    for (_, _, message), done in zip(refusals, runs, strict=True):
+        lines = error_lines(done, command)
         assert lines[0].startswith(f"ctspine-zarr {command}: error: {message}"), lines
     assert not (tmp_path / "out").exists()
 
@@ -355,12 +357,15 @@ def test_export_writes_a_selection_into_a_folder(spine_store: Path, tmp_path: Pa
 def test_export_says_which_form_it_takes(store: Path, tmp_path: Path) -> None:
     case = ctspine_zarr.open(store).ctspine.case_ids()[0]
     out = tmp_path / "x.nii.gz"
-    lines = error_lines(cli("export", store, case, out, "--split", "train"), "export")
+    split, no_out = cli_each(
+        ("export", store, case, out, "--split", "train"), ("export", store, case)
+    )
+    lines = error_lines(split, "export")
     assert lines == [
         "ctspine-zarr export: error: --split exports the cases into a folder: give STORE and "
         f"FOLDER, not a case and a file ({case} {out})"
     ]
-    lines = error_lines(cli("export", store, case), "export")
+    lines = error_lines(no_out, "export")
     assert lines == [
         "ctspine-zarr export: error: give the file to write (export STORE CASE OUT), or a "
         "folder and the cases to export into it (export STORE FOLDER --split test; --all for "
