@@ -95,22 +95,31 @@ sys.stdout.write(json.dumps(results))
 
 
 def cli_each(
-    *commands: Sequence[str | os.PathLike[str]], timeout: float = CHILD_TIMEOUT
+    *commands: Sequence[str | os.PathLike[str]],
+    env: Mapping[str, str] | None = None,
+    timeout: float = CHILD_TIMEOUT,
 ) -> list[subprocess.CompletedProcess[str]]:
     """Run several ``ctspine-zarr`` command lines in one child Python (``main(argv)`` each).
 
     For commands that are refused before they do anything (bad values, wrong paths) or only
     read: one interpreter start (~1.8 s) instead of one per command, each still the real
-    ``main`` in a child process with this process's environment, in the order given.
-    Returns what :func:`cli` would, per command.
+    ``main`` in a child process, in the order given; ``env`` as for :func:`cli`. Returns
+    what :func:`cli` would, per command.
     """
     argvs = [[os.fspath(a) for a in command] for command in commands]
+    environment = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value == "":
+            environment.pop(name, None)
+        else:
+            environment[name] = value
     done = subprocess.run(
         [sys.executable, "-c", _EACH, json.dumps(argvs)],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=environment,
     )
     assert done.returncode == 0 and not done.stderr, (done.returncode, done.stderr)
     return [

@@ -126,11 +126,11 @@ def test_s3_without_credentials_says_what_to_set(
     endpoint = options["endpoint_url"]
     url = f"{bucket}/ctspine1k.zarr"
     no_key = json.dumps({"endpoint_url": endpoint})
-    for args in (
+    commands = (
         ("ingest", raw_tree[0], url, "--quiet", "--storage-options", no_key),
         ("info", url, "--storage-options", no_key),
-    ):
-        done = cli(*args, env=NO_CREDENTIALS)
+    )
+    for args, done in zip(commands, cli_each(*commands, env=NO_CREDENTIALS), strict=True):
         lines = error_lines(done, str(args[0]))
         assert lines[0].endswith(
             f"error: {url}: no S3 credentials found for the S3 endpoint {endpoint}"

@@ -294,13 +294,15 @@ def test_cases_takes_repeated_values_and_comma_lists_alike(spine_store: Path) ->
     rows = _rows(spine_store)
     sources = sorted({src for _, src, _, _ in rows.values()})[:2]
     expected = _expected(spine_store, ("train", "test"), tuple(sources), (L3, 1))
-    listed = cli(
-        "cases", spine_store, "--split", "train,test", "--source", ",".join(sources),
-        "--vertebra", "L3,C1", "--json",
-    )  # fmt: skip
-    repeated = cli(
-        "cases", spine_store, "--split", "train", "--split", "test", "--source", sources[0],
-        "--source", sources[1], "--vertebra", "L3", "--vertebra", "1", "--json",
+    listed, repeated = cli_each(
+        (
+            "cases", spine_store, "--split", "train,test", "--source", ",".join(sources),
+            "--vertebra", "L3,C1", "--json",
+        ),
+        (
+            "cases", spine_store, "--split", "train", "--split", "test", "--source", sources[0],
+            "--source", sources[1], "--vertebra", "L3", "--vertebra", "1", "--json",
+        ),
     )  # fmt: skip
     assert listed.returncode == repeated.returncode == 0, listed.stderr + repeated.stderr
     assert listed.stdout == repeated.stdout
@@ -341,13 +343,15 @@ def _digest(path: Path) -> str:
 def test_export_writes_a_selection_into_a_folder(spine_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "test-cases"
     expected = _expected(spine_store, split=("validation", "test"))
-    done = cli("export", spine_store, out, "--split", "validation,test", "--label", "--quiet")
+    done, every = cli_each(  # both only read the store
+        ("export", spine_store, out, "--split", "validation,test", "--label", "--quiet"),
+        ("export", spine_store, tmp_path / "all", "--all", "--quiet"),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"wrote {len(expected)} label maps to {out}"
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{c}_seg.nii.gz" for c in expected)
     one = to_nifti(spine_store, expected[0], tmp_path / "one.nii.gz", label=True)
     assert _digest(out / f"{expected[0]}_seg.nii.gz") == _digest(one)
-    every = cli("export", spine_store, tmp_path / "all", "--all", "--quiet")
     assert every.returncode == 0, every.stderr
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(
         f"{c}.nii.gz" for c in _rows(spine_store)
