@@ -67,7 +67,7 @@ def defect_tree(
     ``size``), nine with an injected label defect: the raw tree, its store, the cases."""
     base = tmp_path_factory.mktemp("defects")
     cases = make_raw_tree(
-        base / "raw", n_cases=30, shape=(96, 96), n_slices=(40, 80), seed=5, defects=DEFECTS
+        base / "raw", n_cases=30, shape=(64, 64), n_slices=(40, 80), seed=5, defects=DEFECTS
     )
     report = ctspine_zarr.ingest(base / "raw", base / "s.zarr", workers=2, progress=False)
     assert report.ok, report.summary()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clirun import cli, error_lines
+from clirun import cli, cli_each, error_lines
 
 import ctspine_zarr
 from ctspine_zarr.audit import CHECKS, audit_store, flagged_cases, read_findings
@@ -75,7 +75,12 @@ def test_audit_writes_json_pictures_and_the_record(flagged_store, tmp_path: Path
         assert f'href="{urllib.parse.quote(picture_name(case))}"' in page
     # the record: info prints the counts per check, the loaders' filter sees the cases
     assert flagged_cases(path) == set(flagged)
-    info = cli("info", path)
+    picture, plain = tmp_path / "show.png", tmp_path / "plain.png"
+    info, shown, shown_plain = cli_each(  # read-only: one child for the three
+        ("info", path),
+        ("show", path, flagged[0], picture, "--audit"),
+        ("show", path, flagged[0], plain),
+    )
     assert info.returncode == 0, info.stderr
     assert "audit: 30 of 30 cases audited" in info.stdout
     assert "findings per check: order 5, gap 1, fragments 1, size 1, overlap 1" in info.stdout
@@ -84,11 +89,8 @@ def test_audit_writes_json_pictures_and_the_record(flagged_store, tmp_path: Path
     assert (errors, warnings) == (8, 1)  # only size and a small island are warnings
     assert "9 cases flagged (8 errors, 1 warning)" in info.stdout
     # show --audit circles the flagged labels and writes the findings under the picture
-    picture = tmp_path / "show.png"
-    shown = cli("show", path, flagged[0], picture, "--audit")
     assert shown.returncode == 0, shown.stderr
-    plain = tmp_path / "plain.png"
-    assert cli("show", path, flagged[0], plain).returncode == 0
+    assert shown_plain.returncode == 0, shown_plain.stderr
     assert _png(picture)[0] > _png(plain)[0]  # the notes under the panels
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clirun import CHILD_TIMEOUT, cli, error_lines
+from clirun import CHILD_TIMEOUT, cli, cli_each, error_lines
 
 import ctspine_zarr
 from ctspine_zarr.cli import build_parser
@@ -74,37 +74,44 @@ def test_cases_filters_by_split_and_source_as_a_table(store: Path) -> None:
     rows = _catalogue_rows(store)
     train = [c for c, (split, _, _) in rows.items() if split == "train"]
     assert train
-    done = cli("cases", store, "--split", "train")
-    assert done.returncode == 0, done.stderr
-    header, *lines = done.stdout.strip().splitlines()
+    source = rows[train[0]][1]
+    table, listed = cli_each(
+        ("cases", store, "--split", "train"),
+        ("cases", store, "--split", "train", "--split", "test", "--source", source, "--json"),
+    )
+    assert table.returncode == 0, table.stderr
+    header, *lines = table.stdout.strip().splitlines()
     assert header.split() == ["case", "split", "source", "slices", "vertebrae", "n_vertebrae"]
     assert [line.split()[0] for line in lines] == train
-    source = rows[train[0]][1]
     both = [c for c, (s, src, _) in rows.items() if s in ("train", "test") and src == source]
-    done = cli("cases", store, "--split", "train", "--split", "test", "--source", source, "--json")
-    assert [r["case"] for r in json.loads(done.stdout)] == both
+    assert [r["case"] for r in json.loads(listed.stdout)] == both
 
 
 def test_cases_names_the_known_sources_and_says_when_nothing_matches(store: Path) -> None:
     rows = _catalogue_rows(store)
     sources = sorted({src for _, src, _ in rows.values()})
     held = [s for s in ("COLONOG", "HNSCC-3DCT-RT", "MSD-T10", "COVID-19") if s in sources]
-    lines = error_lines(cli("cases", store, "--source", "NOPE"), "cases")
+    source = next(
+        src for src in sources if all(s != "test" or x != src for s, x, _ in rows.values())
+    )
+    matches = (((), ""), (("--json",), "[]"))
+    bad_source, bad_split, *empty = cli_each(
+        ("cases", store, "--source", "NOPE"),
+        ("cases", store, "--split", "trian"),
+        *(("cases", store, "--split", "test", "--source", source, *extra) for extra, _ in matches),
+    )
+    lines = error_lines(bad_source, "cases")
     assert lines == [
         "ctspine-zarr cases: error: unknown source 'NOPE'; the sources are COLONOG, "
         "HNSCC-3DCT-RT, MSD-T10, COVID-19"
         + ("" if len(sources) == 4 else f" (the store holds {', '.join(held)})")
     ]
-    lines = error_lines(cli("cases", store, "--split", "trian"), "cases")
+    lines = error_lines(bad_split, "cases")
     assert lines == [
         "ctspine-zarr cases: error: unknown split 'trian'; the splits are train, validation, "
         "test, unassigned; did you mean 'train'?"
     ]
-    source = next(
-        src for src in sources if all(s != "test" or x != src for s, x, _ in rows.values())
-    )
-    for extra, printed in (((), ""), (("--json",), "[]")):
-        done = cli("cases", store, "--split", "test", "--source", source, *extra)
+    for (_, printed), done in zip(matches, empty, strict=True):
         assert done.returncode == 0
         assert done.stdout.strip() == printed
         assert done.stderr == f"no case matches (the store holds {len(rows)})\n"
@@ -163,7 +170,7 @@ def test_every_option_has_help_and_shows_its_default(name: str) -> None:
 
 
 def test_synth_and_demo_help_show_every_default() -> None:
-    for command, expected in (
+    helps = (
         (
             "synth",
             [
@@ -182,8 +189,9 @@ def test_synth_and_demo_help_show_every_default() -> None:
                 "--workers N cases ingested at a time (default: the CPUs)",
             ],
         ),
-    ):
-        done = cli(command, "--help")
+    )
+    runs = cli_each(*((command, "--help") for command, _ in helps))
+    for (command, expected), done in zip(helps, runs, strict=True):
         assert done.returncode == 0
         text = " ".join(done.stdout.split())
         for fragment in expected:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clirun import CHILD_TIMEOUT, cli, error_lines, ingest_command
+from clirun import CHILD_TIMEOUT, cli, cli_each, error_lines, ingest_command
 
 import ctspine_zarr
 from ctspine_zarr.errors import StoreError
@@ -72,12 +72,13 @@ def test_ingest_refuses_bad_workers_and_scheduler_before_writing(
     raw_tree: tuple[Path, list], tmp_path: Path
 ) -> None:
     target = tmp_path / "new.zarr"
-    for option, value, said in (
+    refusals = (
         ("--workers", "-1", "must be a whole number of at least 1, but is -1"),
         ("--scheduler", "bogus", "must be one of threads, processes, sync, distributed"),
         ("--raw-storage-options", "{bad", "must be a JSON object"),
-    ):
-        done = cli("ingest", raw_tree[0], target, option, value)
+    )
+    runs = cli_each(*(("ingest", raw_tree[0], target, o, v) for o, v, _ in refusals))
+    for (option, _, said), done in zip(refusals, runs, strict=True):
         lines = error_lines(done, "ingest")
         assert f"error: argument {option}: {said}" in lines[0]
         assert not target.exists() and not Path(f"{target}.ingest-report.json").exists()
@@ -95,7 +96,7 @@ def test_bad_storage_options_json_is_one_line(store: Path, text: str, said: str)
 
 
 def test_bad_values_of_every_kind_are_usage_errors(store: Path, tmp_path: Path) -> None:
-    for args, said in (
+    refusals = (
         (
             ("synth", tmp_path / "t", "--cases", "0"),
             "--cases: must be a whole number of at least 1",
@@ -105,8 +106,10 @@ def test_bad_values_of_every_kind_are_usage_errors(store: Path, tmp_path: Path) 
         (("stats", store, "--fingerprint-samples", "x"), "--fingerprint-samples: must be 'nnunet'"),
         (("stats", store, "--split", "trian"), "unknown split 'trian'; the splits are train,"),
         (("cases", store, "junk", "--bogus"), "cases: error: unrecognized arguments: junk --bogus"),
-    ):
-        lines = error_lines(cli(*args), str(args[0]))
+    )
+    runs = cli_each(*(args for args, _ in refusals))
+    for (args, said), done in zip(refusals, runs, strict=True):
+        lines = error_lines(done, str(args[0]))
         assert said in lines[0], lines
     assert not (tmp_path / "t").exists() and not (tmp_path / "d").exists()
 
@@ -123,11 +126,11 @@ def test_s3_without_credentials_says_what_to_set(
     endpoint = options["endpoint_url"]
     url = f"{bucket}/ctspine1k.zarr"
     no_key = json.dumps({"endpoint_url": endpoint})
-    for args in (
+    commands = (
         ("ingest", raw_tree[0], url, "--quiet", "--storage-options", no_key),
         ("info", url, "--storage-options", no_key),
-    ):
-        done = cli(*args, env=NO_CREDENTIALS)
+    )
+    for args, done in zip(commands, cli_each(*commands, env=NO_CREDENTIALS), strict=True):
         lines = error_lines(done, str(args[0]))
         assert lines[0].endswith(
             f"error: {url}: no S3 credentials found for the S3 endpoint {endpoint}"
@@ -233,15 +236,20 @@ def test_a_store_path_that_is_a_file_names_the_flag(
 ) -> None:
     thesis = tmp_path / "thesis.tex"
     thesis.write_text("chapter 1")
-    lines = error_lines(cli("ingest", raw_tree[0], thesis, "--quiet"), "ingest")
+    plain, overwrite, info = cli_each(
+        ("ingest", raw_tree[0], thesis, "--quiet"),
+        ("ingest", raw_tree[0], thesis, "--quiet", "--overwrite"),
+        ("info", thesis),
+    )
+    lines = error_lines(plain, "ingest")
     assert lines == [
         f"ctspine-zarr ingest: error: {thesis}: holds a file; ingest never deletes what it did "
         "not write: choose a new or empty location, or pass --force-clear to delete it"
     ]
-    lines = error_lines(cli("ingest", raw_tree[0], thesis, "--quiet", "--overwrite"), "ingest")
+    lines = error_lines(overwrite, "ingest")
     assert "; --overwrite replaces only a ctspine store or an empty location:" in lines[0]
     assert "=True" not in lines[0]
-    lines = error_lines(cli("info", thesis), "info")
+    lines = error_lines(info, "info")
     assert lines == [
         f"ctspine-zarr info: error: {thesis}: a file, not a store (a store is a folder)"
     ]
@@ -261,8 +269,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     plain = error_lines(cli("info", missing), "info")
     assert plain == [f"ctspine-zarr info: error: {missing}: no Zarr v3 store there"]
     for done in (
-        cli("--debug", "info", missing),
-        cli("info", missing, "--debug"),
+        *cli_each(("--debug", "info", missing), ("info", missing, "--debug")),
         cli("info", missing, env={"CTSPINE_DEBUG": "1"}),
     ):
         assert done.returncode == 2
@@ -280,7 +287,7 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
 def slow_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A raw tree whose ingest takes a few seconds on one worker."""
     root = tmp_path_factory.mktemp("slow_raw")
-    make_raw_tree(root, n_cases=8, shape=(224, 224), n_slices=(160, 240), seed=11)
+    make_raw_tree(root, n_cases=8, shape=(128, 128), n_slices=(80, 120), seed=11)
     return root
 
 

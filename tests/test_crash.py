@@ -63,7 +63,7 @@ def _assert_exact(store: Path, raw_cases) -> None:
 
 def test_sigkill_then_rerun_finishes_exactly(tmp_path: Path) -> None:
     raw, store = tmp_path / "raw", tmp_path / "s.zarr"
-    cases = make_raw_tree(raw, n_cases=6, shape=(128, 128), n_slices=(60, 90), seed=11)
+    cases = make_raw_tree(raw, n_cases=6, shape=(96, 96), n_slices=(40, 60), seed=11)
     done_before = _ingest_and_kill(raw, store, after=2)
     assert 2 <= len(done_before) < len(cases)
     # the first ingest never consolidated: the store says how to finish it
@@ -84,7 +84,7 @@ def test_a_reader_during_an_interrupted_second_ingest_sees_the_old_catalogue(
     first_cases = make_raw_tree(first, n_cases=2, shape=(32, 32), n_slices=(10, 12), seed=1)
     assert ctspine_zarr.ingest(first, store, workers=1, progress=False).ok
     # another raw tree (say VerSe) added to the same store, killed part-way
-    second_cases = make_raw_tree(second, n_cases=6, shape=(128, 128), n_slices=(60, 90), seed=2)
+    second_cases = make_raw_tree(second, n_cases=6, shape=(96, 96), n_slices=(40, 60), seed=2)
     second_cases = [c for c in second_cases if c.case_id not in {f.case_id for f in first_cases}]
     _ingest_and_kill(second, store, "--add", after=len(first_cases) + 1)
     ds = ctspine_zarr.open(store)

@@ -20,6 +20,7 @@ from clirun import cli, error_lines, ingest_command
 import ctspine_zarr
 from ctspine_zarr.errors import TreeMismatchError
 from ctspine_zarr.io.layout import find_cases
+from ctspine_zarr.io.store import forget
 from ctspine_zarr.schema import RAW_TREES_KEY
 from ctspine_zarr.testing.synthetic import make_raw_tree
 from ctspine_zarr.testing.synthetic.tree import write_split_file
@@ -72,8 +73,10 @@ def trees(tmp_path: Path) -> tuple[Path, Path, Path]:
     make_raw_tree(first, n_cases=4, shape=(16, 16), n_slices=(6, 10), seed=11)
     make_raw_tree(second, n_cases=2, shape=(16, 16), n_slices=(6, 10), seed=12)
     store = tmp_path / "store.zarr"
-    done = _ingest(first, store)
-    assert done.returncode == 0, done.stderr
+    # in this process: the same ingest as the command's (--workers 1), without a child start
+    report = ctspine_zarr.ingest(first, store, workers=1, progress=False)
+    assert report.ok, report.summary()
+    forget(store)  # the tests change it from child processes
     return first, second, store
 
 

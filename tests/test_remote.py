@@ -200,7 +200,7 @@ def test_an_interrupted_ingest_into_a_bucket_resumes(s3, tmp_path) -> None:
     bucket, options, _ = s3
     url = f"{bucket}/s.zarr"
     raw = tmp_path / "raw"
-    cases = make_raw_tree(raw, n_cases=5, shape=(96, 96), n_slices=(60, 80), seed=4)
+    cases = make_raw_tree(raw, n_cases=5, shape=(64, 64), n_slices=(30, 40), seed=4)
     fs = fsspec.filesystem("s3", **options)
 
     def complete() -> set[str]:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import xarray as xr
-from clirun import cli, error_lines
+from clirun import cli, cli_each, error_lines
 
 import ctspine_zarr
 from ctspine_zarr.errors import CaseNotFoundError, SelectionError
@@ -294,13 +294,15 @@ def test_cases_takes_repeated_values_and_comma_lists_alike(spine_store: Path) ->
     rows = _rows(spine_store)
     sources = sorted({src for _, src, _, _ in rows.values()})[:2]
     expected = _expected(spine_store, ("train", "test"), tuple(sources), (L3, 1))
-    listed = cli(
-        "cases", spine_store, "--split", "train,test", "--source", ",".join(sources),
-        "--vertebra", "L3,C1", "--json",
-    )  # fmt: skip
-    repeated = cli(
-        "cases", spine_store, "--split", "train", "--split", "test", "--source", sources[0],
-        "--source", sources[1], "--vertebra", "L3", "--vertebra", "1", "--json",
+    listed, repeated = cli_each(
+        (
+            "cases", spine_store, "--split", "train,test", "--source", ",".join(sources),
+            "--vertebra", "L3,C1", "--json",
+        ),
+        (
+            "cases", spine_store, "--split", "train", "--split", "test", "--source", sources[0],
+            "--source", sources[1], "--vertebra", "L3", "--vertebra", "1", "--json",
+        ),
     )  # fmt: skip
     assert listed.returncode == repeated.returncode == 0, listed.stderr + repeated.stderr
     assert listed.stdout == repeated.stdout
@@ -322,12 +324,14 @@ def test_every_selecting_command_refuses_an_unknown_value_in_one_line(
     store: Path, tmp_path: Path, command: str, extra: tuple[str, ...]
 ) -> None:
     args = [str(tmp_path / "out") if a == "DIR" else a for a in extra]
-    for option, value, message in (
+    refusals = (
         ("--split", "train,nope", UNKNOWN_SPLIT),
         ("--source", "NOPE", UNKNOWN_SOURCE),
         ("--vertebra", "L9", "unknown vertebra 'L9'; the vertebrae are C1, C2, C3"),
-    ):
-        lines = error_lines(cli(command, store, *args, option, value), command)
+    )
+    runs = cli_each(*((command, store, *args, option, value) for option, value, _ in refusals))
+    for (_, _, message), done in zip(refusals, runs, strict=True):
+        lines = error_lines(done, command)
         assert lines[0].startswith(f"ctspine-zarr {command}: error: {message}"), lines
     assert not (tmp_path / "out").exists()
 
@@ -339,13 +343,15 @@ def _digest(path: Path) -> str:
 def test_export_writes_a_selection_into_a_folder(spine_store: Path, tmp_path: Path) -> None:
     out = tmp_path / "test-cases"
     expected = _expected(spine_store, split=("validation", "test"))
-    done = cli("export", spine_store, out, "--split", "validation,test", "--label", "--quiet")
+    done, every = cli_each(  # both only read the store
+        ("export", spine_store, out, "--split", "validation,test", "--label", "--quiet"),
+        ("export", spine_store, tmp_path / "all", "--all", "--quiet"),
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"wrote {len(expected)} label maps to {out}"
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{c}_seg.nii.gz" for c in expected)
     one = to_nifti(spine_store, expected[0], tmp_path / "one.nii.gz", label=True)
     assert _digest(out / f"{expected[0]}_seg.nii.gz") == _digest(one)
-    every = cli("export", spine_store, tmp_path / "all", "--all", "--quiet")
     assert every.returncode == 0, every.stderr
     assert sorted(p.name for p in (tmp_path / "all").iterdir()) == sorted(
         f"{c}.nii.gz" for c in _rows(spine_store)
@@ -355,12 +361,15 @@ def test_export_writes_a_selection_into_a_folder(spine_store: Path, tmp_path: Pa
 def test_export_says_which_form_it_takes(store: Path, tmp_path: Path) -> None:
     case = ctspine_zarr.open(store).ctspine.case_ids()[0]
     out = tmp_path / "x.nii.gz"
-    lines = error_lines(cli("export", store, case, out, "--split", "train"), "export")
+    split, no_out = cli_each(
+        ("export", store, case, out, "--split", "train"), ("export", store, case)
+    )
+    lines = error_lines(split, "export")
     assert lines == [
         "ctspine-zarr export: error: --split exports the cases into a folder: give STORE and "
         f"FOLDER, not a case and a file ({case} {out})"
     ]
-    lines = error_lines(cli("export", store, case), "export")
+    lines = error_lines(no_out, "export")
     assert lines == [
         "ctspine-zarr export: error: give the file to write (export STORE CASE OUT), or a "
         "folder and the cases to export into it (export STORE FOLDER --split test; --all for "

@@ -329,7 +329,7 @@ def test_reader_sees_a_or_b_while_ingest_overwrites(tmp_path: Path) -> None:
         _ingest_in_process(raw, where)
     script, ready = tmp_path / "reader.py", tmp_path / "reader.ready"
     script.write_text(READER)
-    seconds = 20.0
+    seconds = 10.0
     argv = [sys.executable, str(script), str(store), str(raw_a), str(raw_b)]
     argv += [str(ref_a), str(ref_b), str(ready), str(seconds), "13"]
     reader = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -613,7 +613,7 @@ def _assert_refused_untouched(
 
 def test_second_ingest_is_refused_and_touches_nothing(tmp_path: Path) -> None:
     raw = tmp_path / "raw"
-    make_raw_tree(raw, n_cases=6, shape=(128, 128), n_slices=(60, 120), seed=4)
+    make_raw_tree(raw, n_cases=6, shape=(64, 64), n_slices=(30, 60), seed=4)
     store = tmp_path / "s.zarr"
     first, _ = _frozen_first(tmp_path, raw, store, set_up=True)
     t0 = time.monotonic()

@@ -17,6 +17,7 @@ import fsspec
 import nibabel as nib
 import numpy as np
 import pytest
+from clirun import cli_each
 
 import ctspine_zarr
 from ctspine_zarr.errors import DamagedStoreError, StoreChangedError, StoreError
@@ -65,8 +66,12 @@ def test_a_folder_that_is_not_a_store_is_never_cleared(tiny_raw, tmp_path: Path)
     (victim / "thesis.tex").write_text("\\chapter{Results}")
     (victim / "sub" / "notes.txt").write_text("keep me")
     before = _listing(victim)
-    for extra in ([], ["--overwrite"]):
-        done = _cli("ingest", str(tiny_raw[0]), str(victim), "--quiet", *extra)
+    for done in cli_each(
+        *(
+            ("ingest", str(tiny_raw[0]), str(victim), "--quiet", *extra)
+            for extra in ([], ["--overwrite"])
+        )
+    ):
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and "thesis.tex" in lines[0] and "--force-clear" in lines[0]
@@ -96,8 +101,8 @@ def test_store_and_raw_never_overlap(tiny_raw, tmp_path: Path, where: str) -> No
         "raw_in_store": tmp_path,
     }[where]
     before = _listing(raw)
-    for extra in ([], ["--overwrite"], ["--force-clear"]):
-        done = _cli("ingest", str(raw), str(store), "--quiet", *extra)
+    extras: list[list[str]] = [[], ["--overwrite"], ["--force-clear"]]
+    for done in cli_each(*(("ingest", str(raw), str(store), "--quiet", *e) for e in extras)):
         assert done.returncode == 2, done.stderr
         assert "overlap" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert _listing(raw) == before
