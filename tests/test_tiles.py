@@ -261,20 +261,22 @@ def test_verify_warns_when_a_shards_tiles_are_not_in_c_order() -> None:
 def test_the_command_ingests_tiles_and_refuses_a_bad_tile(
     raw_tree: tuple[Path, list], tmp_path: Path
 ) -> None:
-    from clirun import cli, error_lines
+    from clirun import cli_each, error_lines
 
     out = tmp_path / "tiled.zarr"
-    bad = cli("ingest", raw_tree[0], out, "--tile", "-3", "--quiet")
-    assert not out.exists()
+    # one child Python runs the three command lines in turn (the real main each)
+    bad, done, checked = cli_each(
+        ["ingest", raw_tree[0], out, "--tile", "-3", "--quiet"],
+        ["ingest", raw_tree[0], out, "--tile", "24", "--quiet"],
+        ["verify", out],
+    )
     assert error_lines(bad, "ingest")[0] == (
         "ctspine-zarr ingest: error: argument --tile: must be 0 (whole slices) or a tile "
         "size of at least 1, but is -3"
     )
-    done = cli("ingest", raw_tree[0], out, "--tile", "24", "--quiet")
     assert done.returncode == 0, done.stderr
     case = raw_tree[1][0].case_id
     image = zarr.open_group(out / "cases" / case, mode="r")["image"]
     assert image.chunks == (1, 24, 24) and image.shards[1:] == (48, 48)  # 40 x 48 planes
     assert ctspine_zarr.open(out).attrs["ctspine_zarr_format"] == 4
-    checked = cli("verify", out)
     assert checked.returncode == 0 and "OK: 0 error(s), 0 warning(s)" in checked.stdout

@@ -93,8 +93,8 @@ class Config:
         return cls(
             n_cases=2,
             shape=(120, 136),
-            n_slices=(40, 70),
-            layouts=((1, 0, 0), (1, 32, 32), (4, 32, 32)),
+            n_slices=(34, 50),
+            layouts=((1, 0, 0), (1, 32, 32)),
             lever=((4, 32, 32),),
             patches=((16, 32, 32), (32, 32, 32)),
             repeats=repeats,
