@@ -126,6 +126,22 @@ def test_any_box_reads_what_zarr_reads(tile: int, tmp_path: Path) -> None:
             read_blocks([(reader, 0, 2, None, (0, 41, 0, 5))])
 
 
+@pytest.mark.parametrize("kind", ["image, jpeg-ls", "label"])
+def test_boxes_of_every_codec_read_what_zarr_reads(kind: str) -> None:
+    volume = _volume(kind)
+    array = _array(zarr.storage.MemoryStore(), volume, kind, 16)
+    write_array(array, volume)
+    reader = ZReader(array)
+    assert reader.layout is not None
+    for z0, z1, box in [
+        (0, 37, (0, 40, 0, 50)),
+        (30, 35, (15, 33, 17, 49)),
+        (5, 6, (39, 40, 0, 1)),
+    ]:
+        (got,) = read_blocks([(reader, z0, z1, None, box)])
+        np.testing.assert_array_equal(got, volume[z0:z1, box[0] : box[1], box[2] : box[3]])
+
+
 def test_a_chunk_of_the_wrong_size_fails_instead_of_returning_stale_values() -> None:
     volume = _volume("label")
     array = _array(zarr.storage.MemoryStore(), volume, "label", 16)
