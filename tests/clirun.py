@@ -40,6 +40,17 @@ def ingest_command(
     ]
 
 
+def _environment(env: Mapping[str, str] | None) -> dict[str, str]:
+    """This process's environment with ``env`` on top (``""`` removes a variable)."""
+    environment = dict(os.environ)
+    for name, value in (env or {}).items():
+        if value == "":
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    return environment
+
+
 def cli(
     *args: str | os.PathLike[str],
     env: Mapping[str, str] | None = None,
@@ -59,19 +70,13 @@ def cli(
     cwd
         The child's working folder.
     """
-    environment = dict(os.environ)
-    for name, value in (env or {}).items():
-        if value == "":
-            environment.pop(name, None)
-        else:
-            environment[name] = value
     return subprocess.run(
         [sys.executable, "-m", "ctspine_zarr.cli", *map(os.fspath, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env=environment,
+        env=_environment(env),
         cwd=cwd,
     )
 
@@ -107,19 +112,13 @@ def cli_each(
     what :func:`cli` would, per command.
     """
     argvs = [[os.fspath(a) for a in command] for command in commands]
-    environment = dict(os.environ)
-    for name, value in (env or {}).items():
-        if value == "":
-            environment.pop(name, None)
-        else:
-            environment[name] = value
     done = subprocess.run(
         [sys.executable, "-c", _EACH, json.dumps(argvs)],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env=environment,
+        env=_environment(env),
     )
     assert done.returncode == 0 and not done.stderr, (done.returncode, done.stderr)
     return [

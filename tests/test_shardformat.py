@@ -98,29 +98,14 @@ def test_an_index_round_trips_and_fails_its_checksum_when_damaged() -> None:
 def test_layouts_the_lean_path_does_not_know_are_left_to_zarr() -> None:
     flat = zarr.create_array(zarr.storage.MemoryStore(), shape=(4, 3, 2), dtype="int16")
     assert ShardLayout.of(flat) is None  # not sharded
-    half_planes = zarr.create_array(
-        zarr.storage.MemoryStore(),
-        shape=(4, 6, 2),
-        dtype="int16",
-        chunks=(1, 3, 2),
-        shards=(2, 3, 2),
-    )
-    assert ShardLayout.of(half_planes) is None  # a shard holds half a slice
-    thick = zarr.create_array(
-        zarr.storage.MemoryStore(),
-        shape=(4, 6, 2),
-        dtype="int16",
-        chunks=(2, 3, 2),
-        shards=(2, 6, 2),
-    )
-    assert ShardLayout.of(thick) is None  # inner chunks of two slices
-    tiles = zarr.create_array(
-        zarr.storage.MemoryStore(),
-        shape=(4, 6, 2),
-        dtype="int16",
-        chunks=(1, 3, 2),
-        shards=(2, 6, 2),
-    )
-    layout = ShardLayout.of(tiles)  # tiles of whole slices: the lean path's (format 4)
+
+    def array(chunks: tuple[int, ...], shards: tuple[int, ...]) -> zarr.Array:
+        return zarr.create_array(
+            zarr.storage.MemoryStore(), shape=(4, 6, 2), dtype="int16", chunks=chunks, shards=shards
+        )
+
+    assert ShardLayout.of(array((1, 3, 2), (2, 3, 2))) is None  # a shard holds half a slice
+    assert ShardLayout.of(array((2, 3, 2), (2, 6, 2))) is None  # inner chunks of two slices
+    layout = ShardLayout.of(array((1, 3, 2), (2, 6, 2)))  # tiles of whole slices (format 4)
     assert layout is not None and layout.tile == (3, 2) and layout.per_slice == 2
     assert IndexFormat.of({"index_codecs": [{"name": "bytes"}, {"name": "zstd"}]}, 4) is None
