@@ -48,6 +48,7 @@ __all__ = [
     "ShardLayout",
     "codec_json",
     "sharding_config",
+    "tiles_per_slice",
 ]
 
 #: Offset and length of a chunk that a shard index marks as absent.
@@ -333,6 +334,20 @@ class ChunkCodec:
 # --------------------------------------------------------------------------------------------
 
 
+def tiles_per_slice(shape: Sequence[int], inner: Sequence[int], shard: Sequence[int]) -> int | None:
+    """Inner chunks of one slice when a ``(z, y, x)`` array is sharded as the format asks.
+
+    That is: inner chunks one slice thick, and shards of the whole plane rounded up to whole
+    inner chunks (so each slice lies in one shard). None for any other layout.
+    """
+    if len(inner) != 3 or len(shard) != 3 or inner[0] != 1 or min(inner) < 1:
+        return None
+    grid = [-(-int(n) // int(c)) for n, c in zip(shape[1:], inner[1:], strict=True)]
+    if any(int(s) != g * int(c) for s, g, c in zip(shard[1:], grid, inner[1:], strict=True)):
+        return None
+    return grid[0] * grid[1]
+
+
 @dataclass
 class ShardLayout:
     """How to read and write a ``(z, y, x)`` array sharded along z in tiles of whole slices.
@@ -363,13 +378,11 @@ class ShardLayout:
         meta: Any = array.metadata
         shard = tuple(int(n) for n in meta.chunk_grid.chunk_shape)
         inner = tuple(int(n) for n in config.get("chunk_shape", ()))
-        if len(inner) != 3 or inner[0] != 1 or min(inner) < 1:
+        per_slice = tiles_per_slice(array.shape, inner, shard)
+        if per_slice is None:
             return None
         plane = (int(array.shape[1]), int(array.shape[2]))
         tile = (inner[1], inner[2])
-        if shard[1:] != tuple(-(-n // t) * t for n, t in zip(plane, tile, strict=True)):
-            return None  # a shard must be the whole plane in whole tiles
-        per_slice = (shard[1] // tile[0]) * (shard[2] // tile[1])
         index = IndexFormat.of(config, shard[0] * per_slice)
         dtype = np.dtype(array.dtype)
         chunk = ChunkCodec.of(config.get("codecs", ()), dtype, tile)
@@ -409,11 +422,6 @@ class ShardLayout:
         """Inner chunks (index entries) of one slice."""
         return self.grid[0] * self.grid[1]
 
-    @property
-    def whole_slices(self) -> bool:
-        """Whether an inner chunk is one whole slice (store formats 1-3)."""
-        return self.tile == self.plane
-
     def entry(self, z_in_shard: int, row: int, column: int) -> int:
         """Index entry of tile ``(row, column)`` of the shard's slice ``z_in_shard``."""
         n_rows, n_columns = self.grid
@@ -447,8 +455,6 @@ class ShardLayout:
         (zarr pads a partial chunk with the fill value before encoding it: the bytes are its.)
         """
         ty, tx = self.tile
-        if self.whole_slices:
-            return [self.chunk.encode(values)]
         n_rows, n_columns = self.grid
         padded = values
         if (n_rows * ty, n_columns * tx) != self.plane:

@@ -163,16 +163,15 @@ def _fetch(requests: Sequence[_Fetch]) -> list[tuple[bytes | None, FileIdentity 
     """
     out: list[tuple[bytes | None, FileIdentity | None]] = [(None, None)] * len(requests)
     remote: list[int] = []
-    local: dict[Path, list[int]] = {}
+    local: dict[tuple[Path, str], list[int]] = {}
     for i, (_store, root, key, _) in enumerate(requests):
         if root is None:
             remote.append(i)
         else:
-            local.setdefault(root / key, []).append(i)
-    for path, members in local.items():  # each file opened once, its ranges read in turn
-        for i, result in zip(
-            members, _read_local(path, [requests[i][3] for i in members]), strict=True
-        ):
+            local.setdefault((root, key), []).append(i)
+    for (root, key), members in local.items():  # each file opened once, its ranges in turn
+        results = _read_local(root / key, [requests[i][3] for i in members])
+        for i, result in zip(members, results, strict=True):
             out[i] = result
     if remote:
         prototype = default_buffer_prototype()
@@ -332,27 +331,33 @@ def _tiles(
     layout = reader.layout
     assert layout is not None
     rows, columns = layout.tiles(*box)
+    if hi - lo == len(rows) == len(columns) == 1:  # one chunk (a slice of whole slices): the
+        # hot path of slice reads, where the arrays below cost more than the lookup
+        entry = layout.entry(lo - shard * layout.shard_z, rows.start, columns.start)
+        offset, length = (int(v) for v in table[entry])
+        if offset == EMPTY_ENTRY or length == EMPTY_ENTRY:
+            reader.missing(lo, "its chunk is missing from the shard")
+        return np.array([[offset, length, lo, rows.start, columns.start]], dtype=np.int64)
     n_rows, n_columns = layout.grid
-    z, row, column = (
-        a.ravel()
-        for a in np.meshgrid(
-            np.arange(lo, hi), np.asarray(rows), np.asarray(columns), indexing="ij"
-        )
-    )
-    entries = ((z - shard * layout.shard_z) * n_rows + row) * n_columns + column
-    picked = table[entries]
-    empty = (picked == np.uint64(EMPTY_ENTRY)).any(axis=1)
+    # entry numbers in C order of (z, tile row, tile column); z, row and column follow
+    first = (lo - shard * layout.shard_z) * n_rows
+    row_starts = np.arange(first, first + (hi - lo) * n_rows, n_rows)[:, None] + rows.start
+    entries = ((row_starts + np.arange(len(rows)))[:, :, None] * n_columns).ravel()
+    entries = (entries.reshape(-1, 1) + np.arange(columns.start, columns.stop)).ravel()
+    picked = table[entries].astype(np.int64)  # the empty marker becomes -1
+    z, rest = np.divmod(entries, n_rows * n_columns)
+    z += shard * layout.shard_z
+    row, column = np.divmod(rest, n_columns)
+    empty = (picked < 0).any(axis=1)
     if empty.any():
         reader.missing(int(z[int(np.argmax(empty))]), "its chunk is missing from the shard")
-    return np.stack(
-        [picked[:, 0].astype(np.int64), picked[:, 1].astype(np.int64), z, row, column], axis=1
-    )
+    return np.stack([picked[:, 0], picked[:, 1], z, row, column], axis=1)
 
 
 def _runs(tiles: np.ndarray, gap: int) -> list[tuple[int, int, np.ndarray]]:
     """Chunks sorted by offset and merged into ``(start, stop, chunks)`` byte ranges."""
-    if not len(tiles):
-        return []
+    if len(tiles) <= 1:  # one whole slice: nothing to sort or merge
+        return [(int(t[0]), int(t[0] + t[1]), tiles) for t in tiles]
     tiles = tiles[np.argsort(tiles[:, 0], kind="stable")]
     stops = np.maximum.accumulate(tiles[:, 0] + tiles[:, 1])
     first = np.ones(len(tiles), dtype=bool)

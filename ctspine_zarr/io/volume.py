@@ -99,11 +99,8 @@ class LeanSlices:
         from .slicereader import ZReader, read_blocks
 
         basic = _basic_key(key, self.shape)
-        if basic is None or any(
-            isinstance(k, slice) and k.indices(n)[0] > k.indices(n)[1]
-            for k, n in zip(basic, self.shape, strict=False)
-        ):
-            return np.asarray(self.array[key])  # steps, fancy keys, empty: zarr reads
+        if basic is None:
+            return np.asarray(self.array[key])  # steps, fancy keys: zarr reads
         bounds: list[tuple[int, int]] = []
         pick: list[Any] = []
         for k, n in zip(
@@ -111,7 +108,7 @@ class LeanSlices:
         ):
             if isinstance(k, slice):
                 start, stop, _ = k.indices(n)
-                bounds.append((start, stop))
+                bounds.append((start, max(start, stop)))  # [5:3] is empty
                 pick.append(slice(None))
             else:
                 bounds.append((k, k + 1))

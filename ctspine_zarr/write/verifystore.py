@@ -26,7 +26,7 @@ from ..io.catalogue import build_catalogue, case_members
 from ..io.export import header_from_bytes
 from ..io.labelindex import index_labels
 from ..io.location import Location
-from ..io.shardformat import EMPTY_ENTRY, IndexFormat, sharding_config
+from ..io.shardformat import EMPTY_ENTRY, IndexFormat, sharding_config, tiles_per_slice
 from ..schema import (
     CASE_ARRAYS,
     CASE_DIM,
@@ -192,22 +192,18 @@ def _check_volume(
     tiles = [math.ceil(n / c) for n, c in zip(array.shape[1:], inner[1:], strict=True)]
     report.chunks_checked += math.ceil(n_z / inner[0]) * math.prod(tiles)
     index = None
-    whole_plane = (
-        shards is not None
-        and inner[0] == 1
-        and all(s == t * c for s, t, c in zip(shards[1:], tiles, inner[1:], strict=True))
-    )
-    if config is not None and shards is not None and whole_plane:
-        index = IndexFormat.of(config, shards[0] * math.prod(tiles))
+    per_slice = None if shards is None else tiles_per_slice(array.shape, inner, shards)
+    if config is not None and shards is not None and per_slice is not None:
+        index = IndexFormat.of(config, shards[0] * per_slice)
     skip: set[int] = set()
-    if index is None or shards is None:
+    if index is None or shards is None or per_slice is None:
         message = "not sharded in tiles of whole axial slices as the format requires"
         report.add(case_id, name, None, message, "metadata")
         step = inner[0]
     else:
         step = shards[0]
         starts = range(0, n_z, step)
-        checks = [_check_shard(store, array, index, z0, step, math.prod(tiles)) for z0 in starts]
+        checks = [_check_shard(store, array, index, z0, step, per_slice) for z0 in starts]
         results = sync(_gather(checks))
         for z0, (found, whole) in zip(starts, results, strict=True):
             for z, kind, message in found:
