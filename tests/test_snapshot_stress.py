@@ -569,6 +569,7 @@ def _frozen_first(
             laid_out = (store / "zarr.json").exists() and (store / "cases/zarr.json").exists()
             if locked and (laid_out or not set_up):
                 first.send_signal(signal.SIGSTOP)
+                _wait_until_stopped(first.pid)  # its threads may run on for a moment
                 return first, (store / "zarr.json").exists()
             if set_up:
                 time.sleep(0.002)
@@ -576,6 +577,27 @@ def _frozen_first(
         first.kill()
         first.communicate()
         raise
+
+
+def _wait_until_stopped(pid: int) -> None:
+    """Return once every thread of ``pid`` is stopped (``T`` in ``/proc``), not just signalled.
+
+    SIGSTOP is delivered asynchronously: a thread running on the other core can still write
+    for a few milliseconds, which the listings taken next would blame on the second ingest.
+    """
+    tasks = Path(f"/proc/{pid}/task")
+    started = time.monotonic()
+    while time.monotonic() - started < CHILD_TIMEOUT:
+        states = []
+        for task in tasks.iterdir():
+            try:
+                states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # a thread that just ended
+        if states and all(state in "Tt" for state in states):
+            return
+        time.sleep(0.001)
+    raise AssertionError(f"process {pid} did not stop")
 
 
 def _second_ingest(
